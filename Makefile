@@ -1,0 +1,58 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    create .venv, install everything, fetch the models, answer the bundled question
+#   make test   the same set-up, then the whole test suite (unit + end-to-end on the real models)
+#
+# The first install compiles llama-cpp-python from source (about 10-15 minutes on 2 cores);
+# pip keeps the built wheel in its cache, so later installs take seconds.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+MODELS_STAMP := $(VENV)/.models
+NPROC  := $(shell nproc 2>/dev/null || echo 2)
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all run test bench models system-deps clean help
+
+all: run
+
+help:
+	@echo "make run     set up and answer the bundled spoken question (reply in out/reply.wav)"
+	@echo "make test    set up and run every test (unit and end-to-end with the real models)"
+	@echo "make bench   voice-to-voice latency benchmark (out/bench.json)"
+	@echo "make models  fetch and verify the model catalogue into the model cache"
+
+# PortAudio is what sounddevice (microphone and speaker) loads at run time.
+system-deps:
+	@if ! ldconfig -p 2>/dev/null | grep -q libportaudio.so.2; then \
+		echo "installing libportaudio2 (apt-get)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libportaudio2 >/dev/null; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python system-deps
+	@echo "installing the assistant and its dependencies (llama-cpp-python compiles on first install: ~10-15 min)"
+	CMAKE_BUILD_PARALLEL_LEVEL=$(NPROC) $(BIN)/python -m pip install --progress-bar on -e '.[test]'
+	@touch $@
+
+$(MODELS_STAMP): $(STAMP) models/manifest.toml
+	$(BIN)/glasses-assistant models fetch
+	@touch $@
+
+models: $(MODELS_STAMP)
+
+run: $(MODELS_STAMP)
+	$(BIN)/glasses-assistant run
+
+test: $(MODELS_STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(MODELS_STAMP)
+	$(BIN)/glasses-assistant bench --json out/bench.json
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

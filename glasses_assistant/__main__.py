@@ -1,0 +1,7 @@
+"""`python -m glasses_assistant` is the `glasses-assistant` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

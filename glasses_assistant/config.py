@@ -1,0 +1,338 @@
+"""Settings: frozen dataclasses per stage, read from TOML and overridden by flags.
+
+Every field of a stage becomes a TOML key in that stage's table and a command-line
+flag ``--<stage>-<field>`` (``[vad] end_silence_ms`` is ``--vad-end-silence-ms``),
+so the file and the flags can never drift apart. Each stage checks its values in
+``__post_init__`` and reports a bad one in one line naming the flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[no-redef]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful voice assistant built into a pair of smart glasses. "
+    "Answer in one or two short spoken sentences. "
+    "Never use lists, markdown, emoji or code."
+)
+
+
+def _check(ok: bool, flag: str, rule: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{flag} {rule} (got {value!r})")
+
+
+@dataclass(frozen=True)
+class MicConfig:
+    """Live microphone and speaker (sounddevice / PortAudio)."""
+
+    device: str | None = None
+    """Input device name or index; None is the system default."""
+    speaker: str | None = None
+    """Output device name or index; None is the system default."""
+    block_ms: int = 32
+    """Capture block length in milliseconds."""
+
+    def __post_init__(self) -> None:
+        _check(10 <= self.block_ms <= 200, "--mic-block-ms", "must be 10..200", self.block_ms)
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    """Voice activity detection and end-of-turn detection."""
+
+    model: str | None = None
+    """Catalogue id or path of a Silero VAD ONNX model; None is the catalogue default."""
+    threshold: float = 0.5
+    """Speech probability above which a 32 ms chunk counts as speech."""
+    min_speech_ms: int = 120
+    """Speech shorter than this (a click, a cough) does not start a turn."""
+    end_silence_ms: int = 500
+    """Silence after speech that ends the wearer's turn."""
+    pause_ms: int = 200
+    """Silence after which a speculative transcription starts (cancelled if speech resumes)."""
+    pre_roll_ms: int = 300
+    """Audio kept from before the detected speech start, so first syllables are not clipped."""
+    max_utterance_s: float = 30.0
+    """An utterance is cut here (Whisper's window); speech past it is ignored until a pause."""
+
+    def __post_init__(self) -> None:
+        _check(0.0 < self.threshold < 1.0, "--vad-threshold", "must be between 0 and 1", self.threshold)
+        _check(0 <= self.min_speech_ms <= 2000, "--vad-min-speech-ms", "must be 0..2000", self.min_speech_ms)
+        _check(
+            100 <= self.end_silence_ms <= 5000, "--vad-end-silence-ms", "must be 100..5000",
+            self.end_silence_ms,
+        )
+        _check(
+            0 < self.pause_ms <= self.end_silence_ms, "--vad-pause-ms",
+            f"must be 1..end_silence_ms ({self.end_silence_ms})", self.pause_ms,
+        )
+        _check(0 <= self.pre_roll_ms <= 2000, "--vad-pre-roll-ms", "must be 0..2000", self.pre_roll_ms)
+        _check(
+            1.0 <= self.max_utterance_s <= 30.0, "--vad-max-utterance-s", "must be 1..30 seconds",
+            self.max_utterance_s,
+        )
+
+
+@dataclass(frozen=True)
+class SttConfig:
+    """Speech recognition with faster-whisper."""
+
+    model: str | None = None
+    """Catalogue id (whisper-tiny-en, whisper-base) or a CTranslate2 Whisper folder."""
+    language: str | None = "en"
+    """Spoken language code, or None to detect it (multilingual models only)."""
+    beam_size: int = 1
+    """1 is greedy decoding: fastest, and as good on short commands."""
+    threads: int = 2
+    """CPU threads for the encoder and decoder."""
+    compute_type: str = "int8"
+    """CTranslate2 compute type: int8, int8_float32, float32, float16 (GPU)."""
+    device: str = "cpu"
+    """cpu, cuda or auto."""
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.beam_size <= 10, "--stt-beam-size", "must be 1..10", self.beam_size)
+        _check(1 <= self.threads <= 64, "--stt-threads", "must be 1..64", self.threads)
+        _check(self.device in ("cpu", "cuda", "auto"), "--stt-device", "must be cpu, cuda or auto", self.device)
+        if self.language is not None:
+            _check(
+                self.language.isalpha() and 2 <= len(self.language) <= 3, "--stt-language",
+                "must be a 2- or 3-letter language code", self.language,
+            )
+
+
+@dataclass(frozen=True)
+class LlmConfig:
+    """The language model, run by llama.cpp through llama-cpp-python."""
+
+    model: str | None = None
+    """Catalogue id or a path to any chat GGUF (Llama-3.2-1B, Qwen2.5...)."""
+    context: int = 2048
+    """Context window in tokens; history is trimmed to fit."""
+    max_tokens: int = 60
+    """Longest reply in tokens (a spoken answer is short)."""
+    temperature: float = 0.0
+    """Sampling temperature; 0 is greedy: repeatable, and keeps a small model on topic."""
+    threads: int = 2
+    """CPU threads for generation."""
+    gpu_layers: int = 0
+    """Layers offloaded to the GPU (CUDA builds of llama.cpp); -1 is all."""
+    chat_format: str | None = None
+    """Force a llama-cpp-python chat format (chatml, llama-3...) for a GGUF with no template."""
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    """What the assistant is told about itself before every conversation."""
+    history_turns: int = 6
+    """Past exchanges kept in the prompt at most (fewer when the context is short)."""
+
+    def __post_init__(self) -> None:
+        _check(256 <= self.context <= 131072, "--llm-context", "must be 256..131072", self.context)
+        _check(
+            8 <= self.max_tokens <= self.context // 2, "--llm-max-tokens",
+            f"must be 8..{self.context // 2}", self.max_tokens,
+        )
+        _check(0.0 <= self.temperature <= 2.0, "--llm-temperature", "must be 0..2", self.temperature)
+        _check(1 <= self.threads <= 64, "--llm-threads", "must be 1..64", self.threads)
+        _check(self.gpu_layers >= -1, "--llm-gpu-layers", "must be -1 or more", self.gpu_layers)
+        _check(bool(self.system_prompt.strip()), "--llm-system-prompt", "must not be empty", self.system_prompt)
+        _check(0 <= self.history_turns <= 100, "--llm-history-turns", "must be 0..100", self.history_turns)
+
+
+@dataclass(frozen=True)
+class TtsConfig:
+    """Speech synthesis with Piper."""
+
+    voice: str | None = None
+    """Catalogue id or the path of a Piper voice .onnx (its .onnx.json beside it)."""
+    threads: int = 1
+    """onnxruntime intra-op threads for the voice."""
+    length_scale: float = 1.0
+    """Speaking pace: below 1 is faster, above 1 slower."""
+    volume: float = 1.0
+    """Output gain, 0..2."""
+    first_phrase_words: int = 4
+    """The first phrase is spoken as soon as a clause of this many words is complete."""
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.threads <= 64, "--tts-threads", "must be 1..64", self.threads)
+        _check(0.3 <= self.length_scale <= 3.0, "--tts-length-scale", "must be 0.3..3", self.length_scale)
+        _check(0.0 <= self.volume <= 2.0, "--tts-volume", "must be 0..2", self.volume)
+        _check(
+            1 <= self.first_phrase_words <= 30, "--tts-first-phrase-words", "must be 1..30",
+            self.first_phrase_words,
+        )
+
+
+STAGES: dict[str, type] = {
+    "mic": MicConfig,
+    "vad": VadConfig,
+    "stt": SttConfig,
+    "llm": LlmConfig,
+    "tts": TtsConfig,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """All the settings of one assistant."""
+
+    mic: MicConfig = field(default_factory=MicConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    stt: SttConfig = field(default_factory=SttConfig)
+    llm: LlmConfig = field(default_factory=LlmConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
+    models_dir: str | None = None
+    """Model cache folder (default ~/.cache/glasses-assistant/models)."""
+
+
+def _field_type(cls: type, name: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    tp = hints[name]
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0]
+    return tp
+
+
+def _convert(cls: type, name: str, value: Any, where: str) -> Any:
+    tp = _field_type(cls, name)
+    if value is None:
+        return None
+    try:
+        if tp is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if tp is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where} must be {tp.__name__} (got {value!r})") from None
+
+
+def _build_stage(stage: str, values: dict[str, Any], where: str) -> Any:
+    cls = STAGES[stage]
+    known = {f.name for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(
+                f"{where}: [{stage}] has no setting {key!r} (known: {', '.join(sorted(known))})"
+            )
+        kwargs[key] = _convert(cls, key, value, f"{where}: [{stage}] {key}")
+    return cls(**kwargs)
+
+
+def load_config(path: Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Read a TOML file (if given) and apply flag overrides on top; validate everything."""
+    data: dict[str, Any] = {}
+    where = "config"
+    if path is not None:
+        where = str(path)
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as err:
+            raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    top: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in STAGES:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: [{key}] must be a table")
+        elif key == "models_dir":
+            top[key] = str(value)
+        else:
+            raise ConfigError(
+                f"{where}: unknown setting {key!r} (known: {', '.join([*STAGES, 'models_dir'])})"
+            )
+    stages: dict[str, Any] = {}
+    for stage in STAGES:
+        merged = dict(data.get(stage, {}))
+        for key, value in (overrides or {}).get(stage, {}).items():
+            merged[key] = value
+        stages[stage] = _build_stage(stage, merged, where)
+    models_dir = (overrides or {}).get("", {}).get("models_dir", top.get("models_dir"))
+    return Config(**stages, models_dir=models_dir)
+
+
+def add_stage_flags(parser: argparse.ArgumentParser) -> None:
+    """Add ``--<stage>-<field>`` flags for every stage field, grouped by stage."""
+    for stage, cls in STAGES.items():
+        group = parser.add_argument_group(f"{stage} settings ([{stage}] in the config file)")
+        for f in fields(cls):
+            flag = f"--{stage}-{f.name.replace('_', '-')}"
+            doc = _field_docs(cls).get(f.name, "")
+            default = f.default if f.default is not dataclasses.MISSING else None
+            group.add_argument(
+                flag, dest=f"{stage}__{f.name}", default=None, metavar=_field_type(cls, f.name).__name__.upper(),
+                help=f"{doc} (default: {default!r})" if not isinstance(default, str) or len(default) < 40
+                else f"{doc}",
+            )
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Collect the stage flags the user actually gave, as ``{stage: {field: text}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in vars(args).items():
+        if "__" in key and value is not None:
+            stage, name = key.split("__", 1)
+            if stage in STAGES:
+                out.setdefault(stage, {})[name] = None if value == "none" else value
+    return out
+
+
+_DOC_CACHE: dict[type, dict[str, str]] = {}
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """Field docstrings (the string literal under each field) for --help."""
+    if cls in _DOC_CACHE:
+        return _DOC_CACHE[cls]
+    import ast
+    import inspect
+
+    docs: dict[str, str] = {}
+    try:
+        tree = ast.parse(inspect.getsource(cls))
+    except (OSError, TypeError):  # pragma: no cover - no source (zipapp)
+        return docs
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+                docs[node.target.id] = str(nxt.value.value).strip()
+    _DOC_CACHE[cls] = docs
+    return docs
+
+
+def with_overrides(config: Config, **stages: dict[str, Any]) -> Config:
+    """A copy of ``config`` with some stage fields changed (used by tests and bench)."""
+    changes = {name: replace(getattr(config, name), **vals) for name, vals in stages.items()}
+    return replace(config, **changes)

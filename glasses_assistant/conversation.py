@@ -1,0 +1,65 @@
+"""Conversation history that always fits the model's context window."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One question and the reply the wearer actually heard."""
+
+    user: str
+    assistant: str
+    interrupted: bool = False
+
+
+class Conversation:
+    """The system prompt plus the most recent exchanges that fit.
+
+    Policy: keep at most ``history_turns`` exchanges; when the prompt plus the
+    reply budget would overflow the context, drop the oldest exchanges first;
+    if the question alone is still too long, keep its end (the most recent words).
+    The prompt therefore never overflows, whatever the wearer says.
+    """
+
+    def __init__(self, system_prompt: str, *, history_turns: int, context: int, max_tokens: int) -> None:
+        self.system_prompt = system_prompt
+        self.history_turns = history_turns
+        self.context = context
+        self.max_tokens = max_tokens
+        self.exchanges: list[Exchange] = []
+
+    def messages(self, question: str, count_tokens: Callable[[list[Message]], int]) -> list[Message]:
+        """The messages to send for ``question``, trimmed to fit the context."""
+        budget = self.context - self.max_tokens - 8
+        system = {"role": "system", "content": self.system_prompt}
+        history = self.exchanges[-self.history_turns :] if self.history_turns else []
+        while True:
+            msgs = [system]
+            for ex in history:
+                reply = ex.assistant + (" …" if ex.interrupted else "")
+                msgs += [{"role": "user", "content": ex.user}, {"role": "assistant", "content": reply}]
+            msgs.append({"role": "user", "content": question})
+            if count_tokens(msgs) <= budget:
+                return msgs
+            if history:
+                history = history[1:]
+                continue
+            # Only the system prompt and the question are left: shorten the question.
+            words = question.split()
+            if len(words) <= 1:
+                return [system, {"role": "user", "content": question[-200:]}]
+            question = " ".join(words[len(words) // 4 or 1 :])
+
+    def add(self, user: str, assistant: str, *, interrupted: bool = False) -> None:
+        self.exchanges.append(Exchange(user, assistant, interrupted))
+        # Keep memory bounded however long the wearer talks to us.
+        if len(self.exchanges) > max(self.history_turns, 1) * 4:
+            del self.exchanges[: -max(self.history_turns, 1)]
+
+    def clear(self) -> None:
+        self.exchanges.clear()

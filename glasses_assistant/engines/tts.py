@@ -1,0 +1,53 @@
+"""Text to speech with Piper, on an onnxruntime session whose threads we choose."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..config import TtsConfig
+from ..errors import ModelError
+
+
+class PiperEngine:
+    """One loaded Piper voice; :meth:`synthesize` is blocking and thread-confined."""
+
+    def __init__(self, voice_path: Path, cfg: TtsConfig) -> None:
+        import onnxruntime as ort
+        from piper import PiperVoice
+        from piper.config import PiperConfig, SynthesisConfig
+
+        config_path = Path(f"{voice_path}.json")
+        if not voice_path.is_file():
+            raise ModelError(f"Piper voice {voice_path} does not exist")
+        try:
+            config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+        except OSError:
+            raise ModelError(f"Piper voice {voice_path} has no {config_path.name} beside it") from None
+        except (ValueError, KeyError) as err:
+            raise ModelError(f"Piper voice config {config_path} is invalid: {err}") from None
+        opts = ort.SessionOptions()
+        # PiperVoice.load() takes no thread count; we build the session ourselves so
+        # the voice does not take both cores away from the LLM.
+        opts.intra_op_num_threads = cfg.threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(voice_path), sess_options=opts,
+                                           providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime's own exception types
+            raise ModelError(f"cannot load Piper voice {voice_path}: {str(err).splitlines()[0]}") from None
+        self._voice = PiperVoice(session=session, config=config)
+        self._syn = SynthesisConfig(length_scale=cfg.length_scale, volume=cfg.volume,
+                                    normalize_audio=True)
+        self.sample_rate = int(config.sample_rate)
+        self.language = config.espeak_voice
+
+    def synthesize(self, text: str) -> np.ndarray:
+        """Speak ``text``; mono float32 at :attr:`sample_rate` (empty if nothing to say)."""
+        chunks = [c.audio_float_array for c in self._voice.synthesize(text, syn_config=self._syn)]
+        if not chunks:
+            return np.zeros(0, np.float32)
+        return np.concatenate(chunks).astype(np.float32, copy=False)

@@ -1,0 +1,173 @@
+"""End-of-turn detection: pure logic over (32 ms chunk, is it speech?).
+
+No model, no clock of its own: the caller passes each chunk's samples, whether
+VAD called it speech, and the chunk's capture time. Durations are counted in
+chunks, so tests drive it with plain lists of booleans.
+
+Events, in the order a turn produces them:
+
+* ``SpeechStarted`` once ``min_speech_ms`` of speech has run (a click does not count);
+* ``SpeechPaused`` after ``pause_ms`` of silence: the caller may start a
+  speculative transcription of ``audio`` now;
+* ``SpeechResumed`` if the wearer goes on speaking after a pause (the
+  speculative work is stale);
+* ``TurnEnded`` after ``end_silence_ms`` of silence, or when the utterance
+  reaches ``max_utterance_ms`` (``capped``; speech that goes on past the cap is
+  ignored until the next pause, so a monologue costs one bounded turn).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    t: float
+    """Capture time of the first chunk of the turn (pre-roll excluded)."""
+
+
+@dataclass(frozen=True)
+class SpeechPaused:
+    audio: np.ndarray
+    speech_end_t: float
+    """Capture time of the last voiced sample."""
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    t: float
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    audio: np.ndarray
+    speech_end_t: float
+    """Capture time of the last voiced sample: where voice-to-voice latency starts."""
+    detected_t: float
+    """Capture time of the chunk that made the decision."""
+    capped: bool = False
+
+
+TurnEvent = SpeechStarted | SpeechPaused | SpeechResumed | TurnEnded
+
+
+class EndOfTurnDetector:
+    """Turns a stream of (chunk, is_speech) into turn events; see the module doc."""
+
+    def __init__(
+        self,
+        *,
+        chunk_ms: float = 32.0,
+        min_speech_ms: int = 120,
+        pause_ms: int = 200,
+        end_silence_ms: int = 500,
+        pre_roll_ms: int = 300,
+        max_utterance_ms: int = 30_000,
+    ) -> None:
+        if not 0 < pause_ms <= end_silence_ms:
+            raise ValueError("pause_ms must be in (0, end_silence_ms]")
+        self._min_speech = max(1, round(min_speech_ms / chunk_ms))
+        self._pause = max(1, round(pause_ms / chunk_ms))
+        self._end = max(self._pause, round(end_silence_ms / chunk_ms))
+        self._max = max(1, int(max_utterance_ms / chunk_ms))
+        self._pre_roll: deque[np.ndarray] = deque(maxlen=max(0, round(pre_roll_ms / chunk_ms)) or 1)
+        self._keep_pre_roll = pre_roll_ms > 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: back to waiting for speech."""
+        self.state = "idle"  # idle | onset | speech | capped
+        self._pre_roll.clear()
+        self._onset: list[np.ndarray] = []
+        self._onset_t = 0.0
+        self._utterance: list[np.ndarray] = []
+        self._silence = 0
+        self._paused = False
+        self._speech_end_t = 0.0
+
+    @property
+    def in_speech(self) -> bool:
+        return self.state in ("onset", "speech")
+
+    def process(self, samples: np.ndarray, is_speech: bool, t_end: float) -> list[TurnEvent]:
+        """Feed one chunk; return the events it caused (usually none)."""
+        events: list[TurnEvent] = []
+        if self.state == "capped":
+            # Past the cap: ignore speech until the wearer pauses for a whole end-of-turn.
+            self._silence = 0 if is_speech else self._silence + 1
+            if self._silence >= self._end:
+                self.reset()
+            return events
+        if self.state == "idle":
+            if is_speech:
+                self.state = "onset"
+                self._onset = [samples]
+                self._onset_t = t_end
+                self._speech_end_t = t_end
+                if self._min_speech <= 1:
+                    events += self._start()
+            elif self._keep_pre_roll:
+                self._pre_roll.append(samples)
+            return events
+        if self.state == "onset":
+            if is_speech:
+                self._onset.append(samples)
+                self._speech_end_t = t_end
+                if len(self._onset) >= self._min_speech:
+                    events += self._start()
+            else:
+                # Too short to be speech (a click, a tap on the frame): back to idle,
+                # keeping it as pre-roll in case real speech follows at once.
+                for chunk in self._onset:
+                    self._pre_roll.append(chunk)
+                self._pre_roll.append(samples)
+                self._onset = []
+                self.state = "idle"
+            return events
+        # state == "speech"
+        self._utterance.append(samples)
+        if is_speech:
+            self._speech_end_t = t_end
+            if self._paused:
+                self._paused = False
+                events.append(SpeechResumed(t_end))
+            self._silence = 0
+        else:
+            self._silence += 1
+            if self._silence == self._pause and self._pause < self._end:
+                self._paused = True
+                events.append(SpeechPaused(self._audio(), self._speech_end_t))
+        if self._silence >= self._end:
+            events.append(TurnEnded(self._audio(), self._speech_end_t, t_end))
+            self.reset()
+        elif len(self._utterance) >= self._max:
+            events.append(TurnEnded(self._audio(), self._speech_end_t, t_end, capped=True))
+            self.reset()
+            self.state = "capped"
+            self._silence = 0 if is_speech else 1
+        return events
+
+    def finish(self, t_end: float) -> list[TurnEvent]:
+        """The source ended: a turn in progress ends now (nothing else happens)."""
+        if self.state == "speech":
+            event = TurnEnded(self._audio(), self._speech_end_t, t_end)
+            self.reset()
+            return [event]
+        self.reset()
+        return []
+
+    def _start(self) -> list[TurnEvent]:
+        self.state = "speech"
+        self._utterance = [*self._pre_roll, *self._onset] if self._keep_pre_roll else list(self._onset)
+        self._pre_roll.clear()
+        self._onset = []
+        self._silence = 0
+        self._paused = False
+        return [SpeechStarted(self._onset_t)]
+
+    def _audio(self) -> np.ndarray:
+        return np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.float32)
