@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .errors import ModelError
+from .errors import ModelError, ModelMissingError
 
 try:  # Python 3.11+
     import tomllib
@@ -105,7 +105,7 @@ class Catalogue:
             package, _, rel = entry.installed.partition("/")
             spec = importlib.util.find_spec(package)
             if spec is None or not spec.submodule_search_locations:
-                raise ModelError(
+                raise ModelMissingError(
                     f"model {entry.id}: the Python package {package!r} that ships it is not installed"
                 )
             return Path(next(iter(spec.submodule_search_locations))) / Path(rel).parent
@@ -127,7 +127,7 @@ class Catalogue:
         for mf in entry.files:
             path = folder / mf.name
             if not path.is_file():
-                raise ModelError(
+                raise ModelMissingError(
                     f"model {entry.id}: {path} is missing; run `glasses-assistant models fetch`"
                 )
             size = path.stat().st_size
@@ -152,8 +152,10 @@ class Catalogue:
         """One word for `models list`: ok, missing, or corrupt."""
         try:
             self.verify(entry)
-        except ModelError as err:
-            return "missing" if "missing" in str(err) or "not installed" in str(err) else "corrupt"
+        except ModelMissingError:
+            return "missing"
+        except ModelError:
+            return "corrupt"
         return "ok"
 
     # -- fetching (set-up time only) ------------------------------------------------

@@ -100,7 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
-    from .audio.io import MicrophoneSource, SpeakerSink, TeeSink, WavSink, WavSource, has_output_device
+    from .audio.io import (
+        MicrophoneSource,
+        SpeakerSink,
+        TeeSink,
+        WavSink,
+        WavSource,
+        has_output_device,
+    )
     from .pipeline import Assistant
     from .trace import append_jsonl
 

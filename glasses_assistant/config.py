@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -324,7 +325,7 @@ def _field_docs(cls: type) -> dict[str, str]:
     except (OSError, TypeError):  # pragma: no cover - no source (zipapp)
         return docs
     body = tree.body[0].body  # type: ignore[attr-defined]
-    for node, nxt in zip(body, body[1:]):
+    for node, nxt in itertools.pairwise(body):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
                 docs[node.target.id] = str(nxt.value.value).strip()

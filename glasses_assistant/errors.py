@@ -43,3 +43,9 @@ class AudioDeviceError(AudioError):
     """No usable microphone or speaker."""
 
     code = "audio-device"
+
+
+class ModelMissingError(ModelError):
+    """A model's files are not in the cache (not fetched yet)."""
+
+    code = "model-missing"

@@ -82,6 +82,7 @@ class Assistant:
         self.llm: LlamaEngine | None = None
         self.tts: PiperEngine | None = None
         self.model_ids: dict[str, str] = {}
+        self.model_paths: dict[str, Path] = {}
         self.stats = LoopStats()
         self.conversation = Conversation(
             config.llm.system_prompt, history_turns=config.llm.history_turns,
@@ -97,7 +98,6 @@ class Assistant:
     # ------------------------------------------------------------------ loading
     def load(self, progress: Callable[[str], None] = lambda _m: None) -> dict[str, float]:
         """Verify and load every model, then warm each one (blocking; seconds per stage)."""
-        cfg = self.config
         steps: list[tuple[str, Callable[[], None]]] = [
             ("vad", lambda: self._load_vad()),
             ("stt", lambda: self._load_stt()),
@@ -109,28 +109,31 @@ class Assistant:
             step()
             self.stats.load_s[name] = round(time.perf_counter() - t0, 3)
             progress(f"loaded {name:<3} {self.model_ids[name]} in {self.stats.load_s[name]:.2f} s")
-        del cfg
         return dict(self.stats.load_s)
 
     def _load_vad(self) -> None:
         path, self.model_ids["vad"] = resolve_model(self.catalogue, "vad", self.config.vad.model)
+        self.model_paths["vad"] = path
         self.vad = SileroVad(path)
         self.vad(np.zeros(512, np.float32))
         self.vad.reset()
 
     def _load_stt(self) -> None:
         path, self.model_ids["stt"] = resolve_model(self.catalogue, "stt", self.config.stt.model)
+        self.model_paths["stt"] = path
         self.stt = WhisperEngine(path, self.config.stt)
         self.stt.transcribe(np.zeros(16_000, np.float32))  # first call initialises CTranslate2
 
     def _load_llm(self) -> None:
         path, self.model_ids["llm"] = resolve_model(self.catalogue, "llm", self.config.llm.model)
+        self.model_paths["llm"] = path
         self.llm = LlamaEngine(path, self.config.llm)
         self.llm.warm([{"role": "system", "content": self.config.llm.system_prompt},
                        {"role": "user", "content": "Hello."}])
 
     def _load_tts(self) -> None:
         path, self.model_ids["tts"] = resolve_model(self.catalogue, "tts", self.config.tts.voice)
+        self.model_paths["tts"] = path
         self.tts = PiperEngine(path, self.config.tts)
         self.tts.synthesize("Ready.")
 
