@@ -2,9 +2,13 @@
 
 Each prompt is spoken by the TTS voice (at a few different paces) or read from
 ``--wav-dir``, played into the loop in real time like a microphone, and answered
-into a WAV sink. Reported: p50/p95 of the voice-to-voice latency (the wearer's
-last voiced sample to the first sample of reply audio) and of each stage, each
-stage's share of the median, load time and peak memory; as a table and as JSON.
+into a WAV sink, twice: by the streaming loop and by a plain sequential pipeline
+(fixed silence timeout, whole transcription, whole reply, whole synthesis) on
+the same loaded models, alternating prompt by prompt so that both see the same
+machine load. Reported: p50/p95 of the voice-to-voice latency (the wearer's last
+voiced sample to the first sample of reply audio) and of each stage, each
+stage's share, the streaming/sequential ratio, cold start and peak memory; as a
+table, as JSON, as a Chrome/Perfetto trace and as a waterfall picture.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -77,6 +82,8 @@ def summarise(traces: list[TurnTrace]) -> dict[str, Any]:
                               "min": _r(min(v2v, default=None)), "max": _r(max(v2v, default=None))},
         "stages": stages,
         "speculative_stt_used": sum(t.speculative_stt for t in answered),
+        "early_ends": sum(t.early_end for t in answered),
+        "first_turn_ms": answered[0].voice_to_voice_ms if answered else None,
     }
 
 
@@ -113,70 +120,228 @@ def spoken_prompts(assistant: Assistant, n: int, wav_dir: Path | None) -> list[t
     return out
 
 
-async def _one_turn(assistant: Assistant, audio: np.ndarray, sink_path: Path) -> list[TurnTrace]:
+
+async def _one_turn(assistant: Assistant, audio: np.ndarray, *, sequential: bool) -> list[TurnTrace]:
     assistant.conversation.clear()  # independent prompts: the same prompt length every time
-    source = WavSource.from_samples([audio], realtime=True, gap_s=1.2, lead_s=0.3)
-    return await assistant.serve(source, WavSink(sink_path))
+    source = WavSource.from_samples([audio], realtime=True, gap_s=1.5, lead_s=0.3)
+    return await assistant.serve(source, WavSink(os.devnull), sequential=sequential)
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process started (Linux /proc), for the cold-start figure."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def run_bench(config: Config, *, prompts: int = 20, json_path: Path | None = None,
-              wav_dir: Path | None = None) -> int:
-    """Run the benchmark, print the table, write JSON; return the exit status."""
+              wav_dir: Path | None = None, sequential: bool = True, trace_path: Path | None = None,
+              png_path: Path | None = None, compare: Path | None = None) -> int:
+    """Run the benchmark, print the table, write JSON/trace/PNG; return the exit status."""
     t_start = time.perf_counter()
     assistant = Assistant(config)
     load_s = assistant.load()
     ready_s = time.perf_counter() - t_start
+    age = process_age_s()
     clips = spoken_prompts(assistant, prompts, wav_dir)
-    traces: list[TurnTrace] = []
-    rows = []
-    print(f"running {len(clips)} spoken prompts in real time ...", flush=True)
+    modes = ["streaming", "sequential"] if sequential else ["streaming"]
+    traces: dict[str, list[TurnTrace]] = {m: [] for m in modes}
+    rows: list[dict[str, Any]] = []
+    print(f"running {len(clips)} spoken prompts in real time through: {', '.join(modes)} ...", flush=True)
     for i, (text, audio) in enumerate(clips, 1):
-        turn = asyncio.run(_one_turn(assistant, audio, Path(os.devnull)))
-        traces += turn
-        for t in turn:
-            rows.append({"prompt": text, **t.to_json()})
-            print(f"  [{i:>2}/{len(clips)}] {t.voice_to_voice_ms or float('nan'):7.0f} ms  "
-                  f"{t.transcript!r} -> {t.reply[:60]!r}", flush=True)
+        # Alternate which mode goes first so neither always follows the other.
+        order = modes if i % 2 else modes[::-1]
+        for mode in order:
+            turn = asyncio.run(_one_turn(assistant, audio, sequential=mode == "sequential"))
+            traces[mode] += turn
+            for t in turn:
+                rows.append({"mode": mode, "prompt": text, **t.to_json()})
+        line = "  ".join(
+            f"{m} {_f(traces[m][-1].voice_to_voice_ms) if traces[m] else '-':>5} ms" for m in modes
+        )
+        last = traces["streaming"][-1] if traces["streaming"] else None
+        print(f"  [{i:>2}/{len(clips)}] {line}  {last.transcript if last else ''!r} -> "
+              f"{(last.reply if last else '')[:50]!r}", flush=True)
     assistant.close()
-    report = {
+    summaries = {m: summarise(traces[m]) for m in modes}
+    report: dict[str, Any] = {
         "benchmark": "voice-to-voice",
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version()},
         "models": assistant.model_ids,
         "threads": {"stt": config.stt.threads, "llm": config.llm.threads, "tts": config.tts.threads},
-        "end_silence_ms": config.vad.end_silence_ms,
-        "cold_start_s": round(ready_s, 2),
+        "vad": {"end_silence_ms": config.vad.end_silence_ms, "min_end_silence_ms": config.vad.min_end_silence_ms,
+                "pause_ms": config.vad.pause_ms},
+        "cold_start_s": round(age if age is not None else ready_s, 2),
         "load_s": load_s,
         "peak_rss_mb": peak_rss_mb(),
-        "summary": summarise(traces),
+        "summary": summaries["streaming"],
+        "modes": summaries,
         "turns": rows,
     }
+    if sequential:
+        s_p50 = summaries["streaming"]["voice_to_voice_ms"]["p50"]
+        q_p50 = summaries["sequential"]["voice_to_voice_ms"]["p50"]
+        report["ratio_p50"] = round(s_p50 / q_p50, 3) if s_p50 and q_p50 else None
+        report["ratio_of_medians_pairwise"] = _pairwise_ratio(traces["streaming"], traces["sequential"])
     print(format_table(report))
+    if compare is not None:
+        print(format_comparison(report, json.loads(compare.read_text())))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=2))
         print(f"report: {json_path}")
+    if trace_path is not None:
+        write_chrome_trace(trace_path, traces)
+        print(f"trace (open in ui.perfetto.dev or chrome://tracing): {trace_path}")
+    if png_path is not None and traces["streaming"]:
+        if write_waterfall(png_path, traces):
+            print(f"waterfall: {png_path}")
     return 0 if report["summary"]["answered"] else 1
 
 
+def _pairwise_ratio(streaming: list[TurnTrace], sequential: list[TurnTrace]) -> float | None:
+    """Median over prompts of streaming/sequential latency for the same prompt."""
+    ratios = [a.voice_to_voice_ms / b.voice_to_voice_ms for a, b in zip(streaming, sequential, strict=False)
+              if a.voice_to_voice_ms and b.voice_to_voice_ms]
+    return round(statistics.median(ratios), 3) if ratios else None
+
+
 def format_table(report: dict[str, Any]) -> str:
-    s = report["summary"]
-    v = s["voice_to_voice_ms"]
-    lines = [
-        "",
-        f"voice-to-voice latency over {s['answered']}/{s['turns']} answered turns "
-        f"({report['machine']['cpus']} CPUs)",
-        f"  {'stage':<14}{'p50 ms':>9}{'p95 ms':>9}{'share':>8}",
-    ]
-    for stage, st in s["stages"].items():
-        share = f"{st['share_of_p50'] * 100:.0f}%" if st["share_of_p50"] is not None else "-"
-        lines.append(f"  {stage:<14}{_f(st['p50_ms']):>9}{_f(st['p95_ms']):>9}{share:>8}")
-    lines.append(f"  {'TOTAL':<14}{_f(v['p50']):>9}{_f(v['p95']):>9}")
-    lines.append(f"  speculative transcripts used: {s['speculative_stt_used']}/{s['answered']}")
-    lines.append(f"  cold start {report['cold_start_s']} s · peak RSS {report['peak_rss_mb']} MB")
+    modes = report["modes"]
+    lines = ["", f"voice-to-voice latency, {report['machine']['cpus']} CPUs "
+             f"(end of the wearer's speech -> first reply audio sample)"]
+    header = f"  {'stage':<14}" + "".join(f"{m + ' p50':>16}{'p95':>7}{'share':>7}" for m in modes)
+    lines.append(header)
+    for stage in STAGES:
+        row = f"  {stage:<14}"
+        for m in modes:
+            st = modes[m]["stages"][stage]
+            share = f"{st['share_of_p50'] * 100:.0f}%" if st["share_of_p50"] is not None else "-"
+            row += f"{_f(st['p50_ms']):>16}{_f(st['p95_ms']):>7}{share:>7}"
+        lines.append(row)
+    row = f"  {'TOTAL ms':<14}"
+    for m in modes:
+        v = modes[m]["voice_to_voice_ms"]
+        row += f"{_f(v['p50']):>16}{_f(v['p95']):>7}{'':>7}"
+    lines.append(row)
+    answered = " · ".join(f"{m} {modes[m]['answered']}/{modes[m]['turns']}" for m in modes)
+    lines.append(f"  answered: {answered}")
+    if "ratio_p50" in report:
+        lines.append(f"  streaming / sequential: p50 ratio {report['ratio_p50']} "
+                     f"(median of per-prompt ratios {report['ratio_of_medians_pairwise']})")
+    s = modes["streaming"]
+    lines.append(f"  streaming: speculative transcripts used {s['speculative_stt_used']}/{s['answered']}, "
+                 f"turns ended early on a finished sentence {s['early_ends']}/{s['answered']}")
+    lines.append(f"  cold start (process start to ready) {report['cold_start_s']} s · "
+                 f"peak RSS {report['peak_rss_mb']} MB")
+    return "\n".join(lines)
+
+
+def format_comparison(new: dict[str, Any], old: dict[str, Any]) -> str:
+    """Side by side with an earlier --json report (same machine, ideally same day)."""
+    def get(r: dict[str, Any], *keys: str) -> float | None:
+        for k in keys:
+            if not isinstance(r, dict) or k not in r:
+                return None
+            r = r[k]
+        return r  # type: ignore[return-value]
+
+    lines = ["", f"compared with the report of {old.get('when', '?')}:"]
+    for label, keys in [("p50 ms", ("summary", "voice_to_voice_ms", "p50")),
+                        ("p95 ms", ("summary", "voice_to_voice_ms", "p95")),
+                        ("ratio", ("ratio_p50",)), ("cold start s", ("cold_start_s",)),
+                        ("peak RSS MB", ("peak_rss_mb",))]:
+        a, b = get(old, *keys), get(new, *keys)
+        numbers = isinstance(a, (int, float)) and isinstance(b, (int, float)) and a
+        delta = f"{(b - a) / a * 100:+.0f}%" if numbers else ""  # type: ignore[operator]
+        lines.append(f"  {label:<14}{_f(a):>10} -> {_f(b):<10} {delta}")
     return "\n".join(lines)
 
 
 def _f(x: float | None) -> str:
-    return "-" if x is None else f"{x:.0f}"
+    return "-" if x is None else f"{x:.0f}" if abs(x) >= 10 else f"{x:.2f}"
+
+
+TRACKS = ("microphone", "stt", "llm", "tts", "speaker")
+
+
+def write_chrome_trace(path: Path, traces: dict[str, list[TurnTrace]]) -> None:
+    """Every span of every turn as Chrome trace events (one process per mode, a thread per stage)."""
+    all_times = [sp[2] for ts in traces.values() for t in ts for sp in t.spans]
+    if not all_times:
+        return
+    t0 = min(all_times)
+    events: list[dict[str, Any]] = []
+    for pid, (mode, turns) in enumerate(traces.items(), 1):
+        events.append({"ph": "M", "pid": pid, "name": "process_name", "args": {"name": f"{mode} loop"}})
+        for tid, track in enumerate(TRACKS, 1):
+            events.append({"ph": "M", "pid": pid, "tid": tid, "name": "thread_name", "args": {"name": track}})
+        for t in turns:
+            for track, label, start, end in t.spans:
+                events.append({
+                    "ph": "X", "pid": pid, "tid": TRACKS.index(track) + 1 if track in TRACKS else 9,
+                    "name": label[:60], "cat": track, "ts": round((start - t0) * 1e6),
+                    "dur": max(1, round((end - start) * 1e6)), "args": {"turn": t.turn},
+                })
+            if t.speech_end is not None and t.first_audio is not None:
+                events.append({
+                    "ph": "X", "pid": pid, "tid": 10, "name": f"voice-to-voice {t.voice_to_voice_ms:.0f} ms",
+                    "cat": "latency", "ts": round((t.speech_end - t0) * 1e6),
+                    "dur": round((t.first_audio - t.speech_end) * 1e6), "args": {"transcript": t.transcript},
+                })
+        events.append({"ph": "M", "pid": pid, "tid": 10, "name": "thread_name", "args": {"name": "latency"}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ms"}))
+
+
+def write_waterfall(path: Path, traces: dict[str, list[TurnTrace]]) -> bool:
+    """A picture of the median streaming turn (and the same prompt sequentially)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("waterfall skipped: pip install matplotlib")
+        return False
+    streaming = [t for t in traces["streaming"] if t.voice_to_voice_ms is not None]
+    if not streaming:
+        return False
+    ranked = sorted(range(len(streaming)), key=lambda i: streaming[i].voice_to_voice_ms or 0)
+    idx = ranked[len(ranked) // 2]
+    shown = [("streaming", streaming[idx])]
+    seq = [t for t in traces.get("sequential", []) if t.voice_to_voice_ms is not None]
+    if idx < len(seq):
+        shown.append(("sequential", seq[idx]))
+    colours = {"microphone": "#8da0cb", "stt": "#66c2a5", "llm": "#fc8d62", "tts": "#e78ac3", "speaker": "#a6d854"}
+    fig, axes = plt.subplots(len(shown), 1, figsize=(11, 2.2 + 1.6 * len(shown)), squeeze=False)
+    for ax, (mode, t) in zip(axes[:, 0], shown, strict=True):
+        zero = t.speech_end or 0.0
+        for row, track in enumerate(TRACKS):
+            for trk, label, start, end in t.spans:
+                if trk != track:
+                    continue
+                ax.barh(row, (end - start) * 1000, left=(start - zero) * 1000, color=colours[track],
+                        edgecolor="black", linewidth=0.4)
+                if (end - start) * 1000 > 120:
+                    ax.text((start - zero) * 1000 + 8, row, label[:28], va="center", fontsize=7)
+        ax.axvline(0, color="black", linestyle="--", linewidth=1)
+        if t.first_audio is not None:
+            ax.axvline((t.first_audio - zero) * 1000, color="red", linewidth=1.5)
+        ax.set_yticks(range(len(TRACKS)), TRACKS)
+        ax.invert_yaxis()
+        ax.set_xlim(-1500, max(2500, ((t.playback_end or zero) - zero) * 1000 + 100))
+        ax.set_title(f"{mode}: {t.transcript!r} -> voice-to-voice {t.voice_to_voice_ms:.0f} ms "
+                     "(dashed: end of speech, red: first reply audio)", fontsize=9)
+        ax.set_xlabel("ms from the end of the wearer's speech")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

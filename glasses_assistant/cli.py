@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import Config, add_stage_flags, load_config, overrides_from_args
-from .errors import AssistantError
+from .errors import AssistantError, ConfigError
 
 DEFAULT_QUESTION = "question.wav"
 
@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("-n", "--prompts", type=int, default=20, help="spoken prompts to run (default 20)")
     bench.add_argument("--json", type=Path, help="write the full report here as JSON")
     bench.add_argument("--wav-dir", type=Path, help="use these WAV prompts instead of synthesised ones")
+    bench.add_argument("--no-sequential", action="store_true",
+                       help="skip the plain sequential baseline (half the run time)")
+    bench.add_argument("--trace", type=Path, default=Path("out/bench-trace.json"),
+                       help="Chrome/Perfetto trace of every turn (default %(default)s)")
+    bench.add_argument("--png", type=Path, default=Path("out/bench-waterfall.png"),
+                       help="waterfall picture of the median turn (default %(default)s)")
+    bench.add_argument("--compare", type=Path, metavar="OLD.json", help="show the change against an earlier --json")
     _add_common(bench)
     add_stage_flags(bench)
 
@@ -242,7 +249,11 @@ def _models_dir(config: Config) -> Path | None:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
-    return run_bench(_config(args), prompts=args.prompts, json_path=args.json, wav_dir=args.wav_dir)
+    if args.prompts < 1:
+        raise ConfigError(f"--prompts must be at least 1 (got {args.prompts})")
+    return run_bench(_config(args), prompts=args.prompts, json_path=args.json, wav_dir=args.wav_dir,
+                     sequential=not args.no_sequential, trace_path=args.trace, png_path=args.png,
+                     compare=args.compare)
 
 
 COMMANDS = {"run": cmd_run, "models": cmd_models, "say": cmd_say, "transcribe": cmd_transcribe,

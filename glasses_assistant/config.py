@@ -61,10 +61,12 @@ class VadConfig:
     """Speech probability above which a 32 ms chunk counts as speech."""
     min_speech_ms: int = 120
     """Speech shorter than this (a click, a cough) does not start a turn."""
-    end_silence_ms: int = 500
-    """Silence after speech that ends the wearer's turn."""
-    pause_ms: int = 200
-    """Silence after which a speculative transcription starts (cancelled if speech resumes)."""
+    end_silence_ms: int = 800
+    """Silence after speech that always ends the wearer's turn (the most we wait)."""
+    min_end_silence_ms: int = 250
+    """Silence after which the turn ends early if the speculative transcript reads as a finished sentence."""
+    pause_ms: int = 150
+    """Silence after which a speculative transcription starts (dropped if speech resumes)."""
     pre_roll_ms: int = 300
     """Audio kept from before the detected speech start, so first syllables are not clipped."""
     max_utterance_s: float = 30.0
@@ -76,6 +78,10 @@ class VadConfig:
         _check(
             100 <= self.end_silence_ms <= 5000, "--vad-end-silence-ms", "must be 100..5000",
             self.end_silence_ms,
+        )
+        _check(
+            0 < self.min_end_silence_ms <= self.end_silence_ms, "--vad-min-end-silence-ms",
+            f"must be 1..end_silence_ms ({self.end_silence_ms})", self.min_end_silence_ms,
         )
         _check(
             0 < self.pause_ms <= self.end_silence_ms, "--vad-pause-ms",
@@ -104,10 +110,13 @@ class SttConfig:
     """CTranslate2 compute type: int8, int8_float32, float32, float16 (GPU)."""
     device: str = "cpu"
     """cpu, cuda or auto."""
+    window_s: int = 10
+    """Encoder window in seconds (30 is Whisper's own); shorter is faster, longer speech widens it."""
 
     def __post_init__(self) -> None:
         _check(1 <= self.beam_size <= 10, "--stt-beam-size", "must be 1..10", self.beam_size)
         _check(1 <= self.threads <= 64, "--stt-threads", "must be 1..64", self.threads)
+        _check(5 <= self.window_s <= 30, "--stt-window-s", "must be 5..30", self.window_s)
         _check(self.device in ("cpu", "cuda", "auto"), "--stt-device", "must be cpu, cuda or auto", self.device)
         if self.language is not None:
             _check(

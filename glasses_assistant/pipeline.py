@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -31,9 +32,9 @@ from .engines.llm import LlamaEngine
 from .engines.stt import Transcript, WhisperEngine
 from .engines.tts import PiperEngine
 from .errors import AssistantError, ModelError
-from .phrases import PhraseChunker
+from .phrases import PhraseChunker, clean_for_speech, is_speakable
 from .trace import TurnTrace
-from .turn import EndOfTurnDetector, SpeechPaused, SpeechResumed, SpeechStarted, TurnEnded
+from .turn import EndOfTurnDetector, SpeechPaused, SpeechResumed, SpeechStarted, TurnEnded, sounds_finished
 
 log = logging.getLogger("glasses_assistant")
 
@@ -65,6 +66,7 @@ class LoopStats:
     ignored_chunks: int = 0
     speculative_started: int = 0
     speculative_used: int = 0
+    early_ends: int = 0
     errors: int = 0
     load_s: dict[str, float] = field(default_factory=dict)
 
@@ -153,6 +155,7 @@ class Assistant:
         *,
         on_turn: Callable[[TurnTrace], None] | None = None,
         half_duplex: bool = False,
+        sequential: bool = False,
     ) -> list[TurnTrace]:
         """Listen to ``source`` until it ends, answering each turn into ``sink``.
 
@@ -160,6 +163,10 @@ class Assistant:
         microphone while a reply is being produced and played, so the assistant
         never answers its own voice. Otherwise audio heard during a reply is
         still listened to and its turn is answered after the current one.
+
+        ``sequential`` is the plain pipeline the benchmark compares against: a
+        fixed silence timeout (``end_silence_ms``), then transcribe the whole
+        utterance, generate the whole reply, synthesise the whole reply.
         """
         assert self.vad is not None and self.stt is not None, "call load() first"
         vcfg = self.config.vad
@@ -177,7 +184,7 @@ class Assistant:
             while (item := await turns.get()) is not None:
                 busy.set()
                 try:
-                    trace = await self._answer(*item, sink=sink)
+                    trace = await self._answer(*item, sink=sink, sequential=sequential)
                 finally:
                     busy.clear()
                 traces.append(trace)
@@ -207,7 +214,7 @@ class Assistant:
                     elif isinstance(event, SpeechPaused):
                         # Transcribe what we have now; if the wearer really has finished,
                         # the transcript is ready (or nearly) when the turn ends.
-                        if not busy.is_set() and turns.empty():
+                        if not sequential and not busy.is_set() and turns.empty():
                             speculation = self._speculate(event.audio)
                     elif isinstance(event, SpeechResumed):
                         if speculation is not None:
@@ -215,6 +222,19 @@ class Assistant:
                             speculation = None
                     elif isinstance(event, TurnEnded):
                         await turns.put((event, speech_start, speculation))
+                        speculation, speech_start = None, None
+                if (
+                    speculation is not None
+                    and detector.silence_chunks * 32 >= vcfg.min_end_silence_ms
+                    and speculation.sounds_finished()
+                ):
+                    # The pause's transcript reads as a finished sentence: answer now
+                    # rather than wait out the full end-of-turn silence.
+                    ended = detector.end_now(chunk.t_end)
+                    if ended is not None:
+                        self.stats.early_ends += 1
+                        ended = dataclasses.replace(ended, early=True)
+                        await turns.put((ended, speech_start, speculation))
                         speculation, speech_start = None, None
             for event in detector.finish(last_t):
                 if isinstance(event, TurnEnded):
@@ -238,21 +258,27 @@ class Assistant:
 
     async def _answer(
         self, ended: TurnEnded, speech_start: float | None, speculation: _Speculation | None, *,
-        sink: AudioSink,
+        sink: AudioSink, sequential: bool = False,
     ) -> TurnTrace:
         self._turn_counter += 1
         self.stats.turns += 1
         trace = TurnTrace(
             turn=self._turn_counter, speech_start=speech_start, speech_end=ended.speech_end_t,
-            end_detected=ended.detected_t, capped=ended.capped,
+            end_detected=ended.detected_t, capped=ended.capped, early_end=ended.early,
         )
+        if speech_start is not None:
+            trace.span("microphone", "wearer speaking", speech_start, ended.speech_end_t)
+        trace.span("microphone", "end-of-turn wait", ended.speech_end_t, ended.detected_t)
         try:
             transcript = await self._transcribe(ended, speculation, trace)
             trace.transcript, trace.language = transcript.text, transcript.language
             if transcript.is_empty:
                 trace.outcome = "no-speech"
                 return trace
-            await self.respond(transcript.text, sink, trace)
+            if sequential:
+                await self.respond_sequential(transcript.text, sink, trace)
+            else:
+                await self.respond(transcript.text, sink, trace)
         except asyncio.CancelledError:
             raise
         except AssistantError as err:
@@ -279,6 +305,8 @@ class Assistant:
             trace.stt_start = time.monotonic()
             transcript = await self._call("stt", self.stt.transcribe, ended.audio)
         trace.transcript_final = time.monotonic()
+        trace.span("stt", "speculative transcription" if trace.speculative_stt else "transcription",
+                   trace.stt_start, trace.transcript_final)
         return transcript
 
     async def respond(self, question: str, sink: AudioSink, trace: TurnTrace | None = None) -> TurnTrace:
@@ -295,12 +323,14 @@ class Assistant:
         llm = self.llm
 
         def generate() -> str:
+            started = time.monotonic()
             try:
                 return llm.stream(
                     messages, lambda piece: loop.call_soon_threadsafe(tokens.put_nowait, piece),
                     cancel=cancel,
                 )
             finally:
+                trace.span("llm", "generation", started, time.monotonic())
                 loop.call_soon_threadsafe(tokens.put_nowait, None)
 
         phrases: asyncio.Queue[str | None] = asyncio.Queue()
@@ -340,12 +370,40 @@ class Assistant:
     async def _speak(self, phrases: asyncio.Queue[str | None], sink: AudioSink, trace: TurnTrace) -> None:
         assert self.tts is not None
         while (phrase := await phrases.get()) is not None:
-            audio = await self._call("tts", self.tts.synthesize, phrase)
-            if audio.size == 0:
-                continue
-            if trace.first_audio is None:
-                trace.first_audio = time.monotonic()
-            await sink.write(audio, self.tts.sample_rate)
+            await self._say(phrase, sink, trace)
+
+    async def _say(self, text: str, sink: AudioSink, trace: TurnTrace) -> None:
+        """Synthesise one phrase and hand it to the sink (playback starts with the first)."""
+        assert self.tts is not None
+        started = time.monotonic()
+        audio = await self._call("tts", self.tts.synthesize, text)
+        now = time.monotonic()
+        trace.span("tts", text, started, now)
+        if audio.size == 0:
+            return
+        if trace.first_audio is None:
+            trace.first_audio = now
+        # Playback of this phrase begins once the previous phrase has finished playing.
+        play_from = max(now, trace.playback_end or now)
+        trace.playback_end = play_from + len(audio) / self.tts.sample_rate
+        trace.span("speaker", text, play_from, trace.playback_end)
+        await sink.write(audio, self.tts.sample_rate)
+
+    async def respond_sequential(self, question: str, sink: AudioSink, trace: TurnTrace) -> TurnTrace:
+        """The plain pipeline: whole reply from the LLM, then the whole reply through TTS."""
+        assert self.llm is not None
+        messages = self.conversation.messages(question, self.llm.count_tokens)
+        started = time.monotonic()
+        reply = await self._call("llm", self.llm.stream, messages, lambda _piece: None)
+        trace.first_token = trace.first_phrase = time.monotonic()
+        trace.span("llm", "generation", started, trace.first_phrase)
+        text = clean_for_speech(reply) if is_speakable(clean_for_speech(reply)) else NO_ANSWER
+        trace.phrases = [text]
+        await self._say(text, sink, trace)
+        trace.reply = text
+        trace.reply_done = time.monotonic()
+        self.conversation.add(question, text)
+        return trace
 
 
 @dataclass
@@ -356,6 +414,12 @@ class _Speculation:
     cancel: threading.Event
     samples: int
     started: float
+
+    def sounds_finished(self) -> bool:
+        """Done, and its text reads as a finished sentence."""
+        if not self.future.done() or self.future.cancelled() or self.future.exception() is not None:
+            return False
+        return sounds_finished(self.future.result().text)
 
     def discard(self) -> None:
         """The wearer went on speaking: stop it between segments and drop its result."""

@@ -24,6 +24,8 @@ class TurnTrace:
     transcript_final: float | None = None
     speculative_stt: bool = False
     """True when the transcript came from the transcription started at the first pause."""
+    early_end: bool = False
+    """True when the turn ended before the full end-of-turn silence (the transcript read as finished)."""
     first_token: float | None = None
     first_phrase: float | None = None
     first_audio: float | None = None
@@ -33,11 +35,18 @@ class TurnTrace:
     language: str = ""
     reply: str = ""
     phrases: list[str] = field(default_factory=list)
+    playback_end: float | None = None
+    """When the reply's last sample will have played (file sinks: as if played in real time)."""
+    spans: list[tuple[str, str, float, float]] = field(default_factory=list)
+    """(track, label, start, end) of everything the turn did, for the Perfetto/Chrome trace."""
     capped: bool = False
     interrupted: bool = False
     outcome: str = "answered"
     """answered | no-speech | error"""
     error: str | None = None
+
+    def span(self, track: str, label: str, start: float, end: float) -> None:
+        self.spans.append((track, label, start, end))
 
     @staticmethod
     def _ms(a: float | None, b: float | None) -> float | None:

@@ -11,13 +11,16 @@ Events, in the order a turn produces them:
   speculative transcription of ``audio`` now;
 * ``SpeechResumed`` if the wearer goes on speaking after a pause (the
   speculative work is stale);
-* ``TurnEnded`` after ``end_silence_ms`` of silence, or when the utterance
+* ``TurnEnded`` after ``end_silence_ms`` of silence, or earlier when the caller
+  calls :meth:`EndOfTurnDetector.end_now` during a pause (its speculative
+  transcript reads as a finished sentence), or when the utterance
   reaches ``max_utterance_ms`` (``capped``; speech that goes on past the cap is
   ignored until the next pause, so a monologue costs one bounded turn).
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass
 
@@ -50,6 +53,8 @@ class TurnEnded:
     detected_t: float
     """Capture time of the chunk that made the decision."""
     capped: bool = False
+    early: bool = False
+    """Ended before the full end-of-turn silence because the transcript read as finished."""
 
 
 TurnEvent = SpeechStarted | SpeechPaused | SpeechResumed | TurnEnded
@@ -151,6 +156,22 @@ class EndOfTurnDetector:
             self._silence = 0 if is_speech else 1
         return events
 
+    @property
+    def silence_chunks(self) -> int:
+        """Chunks of silence since the wearer last spoke (0 while speaking or idle)."""
+        return self._silence if self.state == "speech" else 0
+
+    def end_now(self, t_end: float) -> TurnEnded | None:
+        """End the turn early (the transcript of the pause reads as finished).
+
+        Only during a pause, so a turn is never cut while the wearer is speaking.
+        """
+        if self.state != "speech" or not self._paused:
+            return None
+        event = TurnEnded(self._audio(), self._speech_end_t, t_end)
+        self.reset()
+        return event
+
     def finish(self, t_end: float) -> list[TurnEvent]:
         """The source ended: a turn in progress ends now (nothing else happens)."""
         if self.state == "speech":
@@ -171,3 +192,25 @@ class EndOfTurnDetector:
 
     def _audio(self) -> np.ndarray:
         return np.concatenate(self._utterance) if self._utterance else np.zeros(0, np.float32)
+
+
+# Words a finished sentence rarely ends on: after them the wearer is probably still thinking.
+_HANGING = {
+    "and", "or", "but", "so", "because", "the", "a", "an", "to", "of", "in", "on", "at", "for",
+    "with", "my", "your", "is", "are", "was", "um", "uh", "er", "erm", "like", "then", "if", "that",
+}
+
+
+def sounds_finished(transcript: str) -> bool:
+    """Whether a transcript reads as a finished sentence (Whisper punctuates what it hears).
+
+    True for "What is the capital of France?"; False for "What is the capital of",
+    "I want to, um..." or "Tell me about the" where the wearer has only paused.
+    """
+    text = transcript.strip()
+    if not text or text.endswith(("...", "…", ",", "-", "—")):
+        return False
+    if text[-1] not in ".?!":
+        return False
+    last = re.findall(r"[a-z']+", text.lower())
+    return bool(last) and last[-1] not in _HANGING

@@ -25,7 +25,7 @@ def flags(*argv: str) -> dict[str, dict[str, object]]:
 def test_defaults_are_valid() -> None:
     cfg = load_config()
     assert isinstance(cfg, Config)
-    assert cfg.stt.language == "en" and cfg.llm.temperature == 0.0 and cfg.vad.end_silence_ms == 500
+    assert cfg.stt.language == "en" and cfg.llm.temperature == 0.0 and cfg.vad.end_silence_ms == 800
 
 
 def test_toml_then_flags_override(tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_toml_then_flags_override(tmp_path: Path) -> None:
         (["--llm-max-tokens", "5000"], "--llm-max-tokens must be 8..1024 (got 5000)"),
         (["--stt-language", "english"], "--stt-language must be a 2- or 3-letter language code"),
         (["--stt-device", "tpu"], "--stt-device must be cpu, cuda or auto (got 'tpu')"),
-        (["--vad-pause-ms", "900"], "--vad-pause-ms must be 1..end_silence_ms (500) (got 900)"),
+        (["--vad-pause-ms", "900"], "--vad-pause-ms must be 1..end_silence_ms (800) (got 900)"),
         (["--vad-max-utterance-s", "600"], "--vad-max-utterance-s must be 1..30 seconds (got 600.0)"),
         (["--tts-length-scale", "0"], "--tts-length-scale must be 0.3..3 (got 0.0)"),
         (["--llm-context", "2.5"], "[llm] context must be int (got '2.5')"),

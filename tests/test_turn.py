@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from glasses_assistant.turn import (
     EndOfTurnDetector,
@@ -10,6 +11,7 @@ from glasses_assistant.turn import (
     SpeechResumed,
     SpeechStarted,
     TurnEnded,
+    sounds_finished,
 )
 
 CHUNK = 512
@@ -107,3 +109,37 @@ def test_source_ending_mid_speech_ends_the_turn() -> None:
 def test_silence_only_produces_no_events() -> None:
     _, events = run([False] * 1000)
     assert events == []
+
+
+def test_end_now_only_during_a_pause() -> None:
+    det = EndOfTurnDetector(min_speech_ms=32, pause_ms=96, end_silence_ms=800)
+    for i in range(10):
+        det.process(np.zeros(CHUNK, np.float32), True, float(i))
+    assert det.end_now(10.0) is None  # still speaking: never cut the wearer off
+    events = []
+    for i in range(10, 13):
+        events += det.process(np.zeros(CHUNK, np.float32), False, float(i))
+    assert any(isinstance(e, SpeechPaused) for e in events)
+    assert det.silence_chunks == 3
+    ended = det.end_now(12.0)
+    assert isinstance(ended, TurnEnded) and ended.speech_end_t == 9.0 and ended.detected_t == 12.0
+    assert det.state == "idle" and det.end_now(13.0) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "finished"),
+    [
+        ("What is the capital of France?", True),
+        ("Set a timer for ten minutes.", True),
+        ("Wow!", True),
+        ("What is the capital of", False),
+        ("Tell me about the", False),
+        ("I want to, um", False),
+        ("I was thinking and...", False),
+        ("So the thing is,", False),
+        ("Remind me to call my mom and.", False),
+        ("", False),
+    ],
+)
+def test_sounds_finished(text: str, finished: bool) -> None:
+    assert sounds_finished(text) is finished

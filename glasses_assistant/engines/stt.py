@@ -65,6 +65,9 @@ class WhisperEngine:
         lang = language or self.cfg.language
         if not self.multilingual:
             lang = "en"
+        window_s = self.window_for(len(audio) / 16_000)
+        if window_s < 30:
+            return self._transcribe_short(audio, window_s, lang)
         segments, info = self._model.transcribe(
             audio,
             language=lang,
@@ -84,3 +87,54 @@ class WhisperEngine:
                 continue
             parts.append(seg.text.strip())
         return Transcript(" ".join(p for p in parts if p).strip(), info.language, len(audio) / 16_000)
+
+    def window_for(self, audio_s: float) -> int:
+        """Seconds of encoder window for this much audio: the configured window, or more.
+
+        Whisper pads every input to 30 s and its encoder cost grows with the window;
+        CTranslate2 accepts a shorter one (like whisper.cpp's audio_ctx). With at
+        least 2 s of padding after the speech the model still ends cleanly; with
+        less it tends to repeat itself, so longer utterances get a longer window.
+        """
+        return int(min(30, max(self.cfg.window_s, np.ceil(audio_s + 2.0))))
+
+    def _transcribe_short(self, audio: np.ndarray, window_s: int, lang: str | None) -> Transcript:
+        import ctranslate2
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        model = self._model
+        frames = window_s * 100
+        padded = np.zeros(window_s * 16_000, np.float32)
+        padded[: len(audio)] = audio
+        features = model.feature_extractor(padded)[:, :frames]
+        encoded = model.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])))
+        if self.multilingual and lang is None:
+            lang = model.model.detect_language(encoded)[0][0][0][2:-2]
+        tokenizer = Tokenizer(model.hf_tokenizer, self.multilingual, task="transcribe", language=lang or "en")
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        # About 3 tokens a second of speech is typical; the cap stops a runaway loop early.
+        max_length = len(prompt) + 16 + int(len(audio) / 16_000 * 8)
+        result = model.model.generate(
+            encoded, [prompt], beam_size=self.cfg.beam_size, max_length=max_length,
+            return_no_speech_prob=True, return_scores=True, suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+        )[0]
+        tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        text = tokenizer.decode(tokens).strip()
+        # scores[0] is the length-normalised log probability (faster-whisper's avg_logprob).
+        if result.no_speech_prob > 0.6 and result.scores[0] < -1.0:
+            text = ""
+        return Transcript(collapse_repeats(text), tokenizer.language_code, len(audio) / 16_000)
+
+
+def collapse_repeats(text: str) -> str:
+    """'What is X? What is X? What' -> 'What is X?': Whisper's loop on short windows."""
+    sentences = re.split(r"(?<=[.?!])\s+", text.strip())
+    if len(sentences) < 2:
+        return text.strip()
+    first = sentences[0].lower()
+    rest = " ".join(sentences[1:]).lower()
+    if rest and (first.startswith(rest.rstrip(".?!")) or rest.startswith(first.rstrip(".?!"))):
+        return sentences[0]
+    return text.strip()
