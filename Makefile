@@ -13,12 +13,13 @@ MODELS_STAMP := $(VENV)/.models
 NPROC  := $(shell nproc 2>/dev/null || echo 2)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all run test bench models system-deps clean help
+.PHONY: all run run-sim test bench models system-deps clean help
 
 all: run
 
 help:
 	@echo "make run     set up and answer the bundled spoken question (reply in out/reply.wav)"
+	@echo "make run-sim the same question through the virtual glasses (glasses-sim) over the bridge"
 	@echo "make test    set up and run every test (unit and end-to-end with the real models)"
 	@echo "make bench   voice-to-voice latency benchmark (out/bench.json)"
 	@echo "make models  fetch and verify the model catalogue into the model cache"
@@ -47,6 +48,9 @@ models: $(MODELS_STAMP)
 
 run: $(MODELS_STAMP)
 	$(BIN)/glasses-assistant run
+
+run-sim: $(MODELS_STAMP)
+	$(BIN)/glasses-assistant run --sim
 
 test: $(MODELS_STAMP)
 	$(BIN)/python -m pytest

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import Config, add_stage_flags, load_config, overrides_from_args
-from .errors import AssistantError, ConfigError
+from .errors import AssistantError, AudioDeviceError, ConfigError
 
 DEFAULT_QUESTION = "question.wav"
 
@@ -55,6 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="play this WAV into the loop as the microphone (repeatable: one turn each)")
     src.add_argument("--mic", action="store_true", help="live: real microphone and speaker")
     src.add_argument("--text", help="skip speech recognition: answer this typed question aloud")
+    src.add_argument("--device", metavar="URL",
+                     help="real glasses over the firmware bridge: tcp://HOST:PORT, serial:///dev/ttyACM0, ble://ADDR")
+    src.add_argument("--sim", action="store_true",
+                     help="start the virtual glasses (glasses-sim) with the --sim-wav files (default: the bundled "
+                     "question) as their microphone, and talk to them over the bridge")
+    run.add_argument("--sim-wav", action="append", type=Path, metavar="FILE", help="microphone WAV for --sim")
+    run.add_argument("--sim-link", choices=("tcp", "serial"), default="tcp",
+                     help="--sim over TCP on 127.0.0.1 or over a serial pseudo-terminal (default tcp)")
+    run.add_argument("--sim-arg", action="append", default=[], metavar="ARG",
+                     help="pass an option to glasses-sim, e.g. --sim-arg=--drop=2 (fault injection)")
+    run.add_argument("--turns", type=int, metavar="N",
+                     help="stop after N answered turns (default: one per --sim-wav with --sim, else unlimited)")
     run.add_argument("--out", type=Path, default=Path("out/reply.wav"), help="reply WAV (default %(default)s)")
     run.add_argument("--speaker", choices=("auto", "on", "off"), default="auto",
                      help="also play replies on the speaker (auto: when one exists)")
@@ -107,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.device or args.sim:
+        return _run_bridge(args)
     from .audio.io import (
         MicrophoneSource,
         SpeakerSink,
@@ -163,6 +177,68 @@ def cmd_run(args: argparse.Namespace) -> int:
     if assistant.stats.turns == 0 and source is not None:
         print("no speech was heard in the input", flush=True)
     return 0
+
+
+def _run_bridge(args: argparse.Namespace) -> int:
+    """The voice loop with the glasses (real or virtual) as microphone and speaker."""
+    from firmware_bridge import BridgeClient, BridgeError
+
+    from .audio.bridge import BridgeSink, BridgeSource, VirtualGlasses
+    from .audio.io import TeeSink, WavSink
+    from .pipeline import Assistant
+    from .trace import append_jsonl
+
+    config = _config(args)
+    sim = None
+    url = args.device
+    turns = args.turns
+    speaker_wav = args.out.with_name("glasses-speaker.wav")
+    if args.sim:
+        wavs = args.sim_wav or [bundled_question()]
+        sim = VirtualGlasses(wavs, speaker_wav=speaker_wav, link=args.sim_link, extra=args.sim_arg)
+        url = sim.start()
+        print(f"virtual glasses listening at {url} (microphone: {', '.join(map(str, wavs))})", flush=True)
+        turns = turns if turns is not None else len(wavs)
+    assistant = Assistant(config)
+
+    def show(trace) -> None:  # type: ignore[no-untyped-def]
+        print(trace.summary(), flush=True)
+        append_jsonl(args.trace, trace)
+
+    async def main() -> None:
+        client = BridgeClient(url)
+        try:
+            await client.start()  # before the models: an unreachable device fails in seconds
+        except BridgeError as err:
+            raise AudioDeviceError(f"cannot reach the glasses at {url}: {err}") from None
+        wav_sink = WavSink(args.out)
+        try:
+            caps = client.capabilities
+            print(f"connected to {caps.device_id} (firmware {caps.firmware_version})", flush=True)
+            await asyncio.to_thread(assistant.load, lambda m: print(m, flush=True))
+            sink = TeeSink([wav_sink, BridgeSink(client)])
+            # The glasses' microphone hears their speaker: listen only between replies
+            # (barge-in with echo control is the hands-free work).
+            await assistant.serve(BridgeSource(client), sink, on_turn=show, half_duplex=True, max_turns=turns)
+        finally:
+            await wav_sink.close()
+            print(f"bridge: {_bridge_counters(client)}", flush=True)
+            await client.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        assistant.close()
+        if sim is not None:
+            sim.stop()
+    print(f"reply audio: {args.out}" + (f"   glasses speaker: {speaker_wav}" if sim else ""))
+    return 0
+
+
+def _bridge_counters(client) -> str:  # type: ignore[no-untyped-def]
+    stats = client.stats.as_dict()
+    shown = {k: v for k, v in stats.items() if v and isinstance(v, (int, float))}
+    return ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) or "no faults"
 
 
 def cmd_models(args: argparse.Namespace) -> int:

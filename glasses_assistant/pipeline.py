@@ -156,6 +156,7 @@ class Assistant:
         on_turn: Callable[[TurnTrace], None] | None = None,
         half_duplex: bool = False,
         sequential: bool = False,
+        max_turns: int | None = None,
     ) -> list[TurnTrace]:
         """Listen to ``source`` until it ends, answering each turn into ``sink``.
 
@@ -167,6 +168,8 @@ class Assistant:
         ``sequential`` is the plain pipeline the benchmark compares against: a
         fixed silence timeout (``end_silence_ms``), then transcribe the whole
         utterance, generate the whole reply, synthesise the whole reply.
+
+        ``max_turns`` closes the source once that many turns have been answered.
         """
         assert self.vad is not None and self.stt is not None, "call load() first"
         vcfg = self.config.vad
@@ -190,6 +193,8 @@ class Assistant:
                 traces.append(trace)
                 if on_turn is not None:
                     on_turn(trace)
+                if max_turns is not None and len(traces) >= max_turns:
+                    await source.close()
 
         worker = asyncio.create_task(answer_turns())
         speculation: _Speculation | None = None
@@ -352,6 +357,7 @@ class Assistant:
                 await self._queue_phrase(NO_ANSWER, phrases, trace)
             await phrases.put(None)
             await speaker
+            await sink.drain()  # the turn ends when the wearer has heard it all
         except BaseException:
             cancel.set()
             speaker.cancel()
@@ -400,6 +406,7 @@ class Assistant:
         text = clean_for_speech(reply) if is_speakable(clean_for_speech(reply)) else NO_ANSWER
         trace.phrases = [text]
         await self._say(text, sink, trace)
+        await sink.drain()
         trace.reply = text
         trace.reply_done = time.monotonic()
         self.conversation.add(question, text)

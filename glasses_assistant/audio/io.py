@@ -58,6 +58,10 @@ class AudioSink(Protocol):
         """Stop playback now, drop what is queued; return seconds actually played."""
         ...
 
+    async def drain(self) -> None:
+        """Wait until everything written has been played."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -233,6 +237,9 @@ class WavSink:
     async def flush(self) -> float:
         return 0.0  # a file plays nothing out loud: what was written stays written
 
+    async def drain(self) -> None:
+        return None
+
     @property
     def audio(self) -> np.ndarray:
         return np.concatenate(self._parts) if self._parts else np.zeros(0, np.float32)
@@ -255,6 +262,9 @@ class TeeSink:
     async def flush(self) -> float:
         played = [await s.flush() for s in self.sinks]
         return max(played, default=0.0)
+
+    async def drain(self) -> None:
+        await asyncio.gather(*(s.drain() for s in self.sinks))
 
     async def close(self) -> None:
         for sink in self.sinks:
@@ -348,7 +358,10 @@ class MicrophoneSource:
         stream = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32") if rate != SAMPLE_RATE else None
         try:
             while self._stream is not None:
-                block, t = await self._queue.get()
+                try:
+                    block, t = await asyncio.wait_for(self._queue.get(), 0.5)
+                except asyncio.TimeoutError:
+                    continue  # re-check whether we were closed
                 block = stream.resample_chunk(block) if stream else block
                 pending = np.concatenate([pending, block])
                 while len(pending) >= BLOCK:
@@ -393,6 +406,13 @@ class SpeakerSink:
         # A blocking write paces us at the device's rate: keep it off the event loop.
         await asyncio.to_thread(self._stream.write, block)  # type: ignore[union-attr]
         self._written += len(block)
+
+    async def drain(self) -> None:
+        if self._started is not None:
+            remaining = self._started + self._written / self.rate - time.monotonic()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+        self._started, self._written = None, 0
 
     async def flush(self) -> float:
         played = 0.0
