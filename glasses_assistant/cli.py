@@ -215,11 +215,23 @@ def _run_bridge(args: argparse.Namespace) -> int:
         try:
             caps = client.capabilities
             print(f"connected to {caps.device_id} (firmware {caps.firmware_version})", flush=True)
+            source = BridgeSource(client)
             await asyncio.to_thread(assistant.load, lambda m: print(m, flush=True))
             sink = TeeSink([wav_sink, BridgeSink(client)])
             # The glasses' microphone hears their speaker: listen only between replies
             # (barge-in with echo control is the hands-free work).
-            await assistant.serve(BridgeSource(client), sink, on_turn=show, half_duplex=True, max_turns=turns)
+            serving = assistant.serve(source, sink, on_turn=show, half_duplex=True, max_turns=turns)
+            if sim is None:
+                await serving
+                return
+            # The virtual glasses say their WAVs once: give up (clearly) if no turn comes of them.
+            try:
+                await asyncio.wait_for(serving, sim.audio_seconds + 60.0)
+            except asyncio.TimeoutError:
+                raise AudioDeviceError(
+                    f"no answer within {sim.audio_seconds + 60:.0f} s: the virtual glasses' microphone "
+                    "audio gave fewer turns than --turns"
+                ) from None
         finally:
             await wav_sink.close()
             print(f"bridge: {_bridge_counters(client)}", flush=True)

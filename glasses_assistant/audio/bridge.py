@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AudioDeviceError
-from .io import BLOCK, SAMPLE_RATE, AudioChunk, resample
+from .io import BLOCK, SAMPLE_RATE, AudioChunk, read_wav, resample
 
 
 class BridgeSource:
@@ -28,10 +28,12 @@ class BridgeSource:
     def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
         self.client = client
         self._closed = asyncio.Event()
+        # Subscribe now: audio that arrives while the models load is queued (bounded), not lost.
+        self._mic = client.microphone()
 
     async def chunks(self) -> AsyncIterator[AudioChunk]:
         pending = np.zeros(0, np.float32)
-        mic = self.client.microphone()
+        mic = self._mic
         closed = asyncio.create_task(self._closed.wait())
         try:
             while not self._closed.is_set():
@@ -126,6 +128,12 @@ class VirtualGlasses:
         self.args += list(extra)
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
+        self.audio_seconds = 0.0
+        """How long the microphone WAVs last, gaps included."""
+        for wav in mic_wavs:
+            with contextlib.suppress(Exception):
+                audio, rate = read_wav(wav)
+                self.audio_seconds += len(audio) / rate + mic_gap_s
 
     def start(self, timeout: float = 30.0) -> str:
         self.proc = subprocess.Popen(
