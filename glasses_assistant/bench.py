@@ -3,9 +3,10 @@
 Each prompt is spoken by the TTS voice (at a few different paces) or read from
 ``--wav-dir``, played into the loop in real time like a microphone, and answered
 into a WAV sink, twice: by the streaming loop and by a plain sequential pipeline
-(fixed silence timeout, whole transcription, whole reply, whole synthesis) on
-the same loaded models, alternating prompt by prompt so that both see the same
-machine load. Reported: p50/p95 of the voice-to-voice latency (the wearer's last
+(fixed silence timeout, faster-whisper's stock 30 s window, whole transcription,
+whole reply, whole synthesis) on the same loaded models, alternating prompt by
+prompt so that both see the same machine load; with ``--ablate`` also with each
+latency technique switched off on its own. Reported: p50/p95 of the voice-to-voice latency (the wearer's last
 voiced sample to the first sample of reply audio) and of each stage, each
 stage's share, the streaming/sequential ratio, cold start and peak memory; as a
 table, as JSON, as a Chrome/Perfetto trace and as a waterfall picture.
@@ -121,6 +122,33 @@ def spoken_prompts(assistant: Assistant, n: int, wav_dir: Path | None) -> list[t
 
 
 
+# Each technique switched off on its own, for --ablate: (name, {stage: {field: value}}).
+ABLATIONS: list[tuple[str, dict[str, dict[str, Any]]]] = [
+    ("no early end", {"vad": {"min_end_silence_ms": None}}),  # None: = end_silence_ms
+    ("no speculative stt", {"stt": {"speculative": False}}),
+    ("30 s whisper window", {"stt": {"window_s": 30}}),
+    ("sentence-level first phrase", {"tts": {"first_phrase_words": 30}}),
+]
+# The plain pipeline transcribes as faster-whisper does out of the box (a 30 s window).
+BASELINE: dict[str, dict[str, Any]] = {"stt": {"window_s": 30}}
+
+
+def variant_config(base: Config, changes: dict[str, dict[str, Any]]) -> Config:
+    """``base`` with some stage fields changed (None for min_end_silence_ms: switched off)."""
+    from .config import with_overrides
+
+    resolved = {stage: {k: (base.vad.end_silence_ms if v is None and k == "min_end_silence_ms" else v)
+                        for k, v in fields.items()} for stage, fields in changes.items()}
+    return with_overrides(base, **resolved)
+
+
+def use_config(assistant: Assistant, config: Config) -> None:
+    """Switch the loaded assistant to a variant config (settings read per turn or per call)."""
+    assistant.config = config
+    if assistant.stt is not None:
+        assistant.stt.cfg = config.stt
+
+
 async def _one_turn(assistant: Assistant, audio: np.ndarray, *, sequential: bool) -> list[TurnTrace]:
     assistant.conversation.clear()  # independent prompts: the same prompt length every time
     source = WavSource.from_samples([audio], realtime=True, gap_s=1.5, lead_s=0.3)
@@ -140,7 +168,7 @@ def process_age_s() -> float | None:
 
 def run_bench(config: Config, *, prompts: int = 20, json_path: Path | None = None,
               wav_dir: Path | None = None, sequential: bool = True, trace_path: Path | None = None,
-              png_path: Path | None = None, compare: Path | None = None) -> int:
+              png_path: Path | None = None, compare: Path | None = None, ablate: bool = False) -> int:
     """Run the benchmark, print the table, write JSON/trace/PNG; return the exit status."""
     t_start = time.perf_counter()
     assistant = Assistant(config)
@@ -149,6 +177,13 @@ def run_bench(config: Config, *, prompts: int = 20, json_path: Path | None = Non
     age = process_age_s()
     clips = spoken_prompts(assistant, prompts, wav_dir)
     modes = ["streaming", "sequential"] if sequential else ["streaming"]
+    configs = {"streaming": config, "sequential": variant_config(config, BASELINE)}
+    if ablate:
+        modes.append("sequential, 10 s window")
+        configs["sequential, 10 s window"] = config
+        for name, changes in ABLATIONS:
+            modes.append(name)
+            configs[name] = variant_config(config, changes)
     traces: dict[str, list[TurnTrace]] = {m: [] for m in modes}
     rows: list[dict[str, Any]] = []
     print(f"running {len(clips)} spoken prompts in real time through: {', '.join(modes)} ...", flush=True)
@@ -156,7 +191,8 @@ def run_bench(config: Config, *, prompts: int = 20, json_path: Path | None = Non
         # Alternate which mode goes first so neither always follows the other.
         order = modes if i % 2 else modes[::-1]
         for mode in order:
-            turn = asyncio.run(_one_turn(assistant, audio, sequential=mode == "sequential"))
+            use_config(assistant, configs[mode])
+            turn = asyncio.run(_one_turn(assistant, audio, sequential=mode.startswith("sequential")))
             traces[mode] += turn
             for t in turn:
                 rows.append({"mode": mode, "prompt": text, **t.to_json()})
@@ -166,6 +202,7 @@ def run_bench(config: Config, *, prompts: int = 20, json_path: Path | None = Non
         last = traces["streaming"][-1] if traces["streaming"] else None
         print(f"  [{i:>2}/{len(clips)}] {line}  {last.transcript if last else ''!r} -> "
               f"{(last.reply if last else '')[:50]!r}", flush=True)
+    use_config(assistant, config)
     assistant.close()
     summaries = {m: summarise(traces[m]) for m in modes}
     report: dict[str, Any] = {
@@ -189,6 +226,15 @@ def run_bench(config: Config, *, prompts: int = 20, json_path: Path | None = Non
         q_p50 = summaries["sequential"]["voice_to_voice_ms"]["p50"]
         report["ratio_p50"] = round(s_p50 / q_p50, 3) if s_p50 and q_p50 else None
         report["ratio_of_medians_pairwise"] = _pairwise_ratio(traces["streaming"], traces["sequential"])
+    if ablate:
+        base = summaries["streaming"]["voice_to_voice_ms"]["p50"]
+        report["ablation"] = {
+            m: {"p50_ms": summaries[m]["voice_to_voice_ms"]["p50"],
+                "p95_ms": summaries[m]["voice_to_voice_ms"]["p95"],
+                "p50_cost_of_switching_off_ms": _r(summaries[m]["voice_to_voice_ms"]["p50"] - base)
+                if summaries[m]["voice_to_voice_ms"]["p50"] is not None and base is not None else None}
+            for m in modes if m != "streaming"
+        }
     print(format_table(report))
     if compare is not None:
         print(format_comparison(report, json.loads(compare.read_text())))
@@ -213,7 +259,7 @@ def _pairwise_ratio(streaming: list[TurnTrace], sequential: list[TurnTrace]) -> 
 
 
 def format_table(report: dict[str, Any]) -> str:
-    modes = report["modes"]
+    modes = {m: v for m, v in report["modes"].items() if m in ("streaming", "sequential")}
     lines = ["", f"voice-to-voice latency, {report['machine']['cpus']} CPUs "
              f"(end of the wearer's speech -> first reply audio sample)"]
     header = f"  {'stage':<14}" + "".join(f"{m + ' p50':>16}{'p95':>7}{'share':>7}" for m in modes)
@@ -238,6 +284,11 @@ def format_table(report: dict[str, Any]) -> str:
     s = modes["streaming"]
     lines.append(f"  streaming: speculative transcripts used {s['speculative_stt_used']}/{s['answered']}, "
                  f"turns ended early on a finished sentence {s['early_ends']}/{s['answered']}")
+    if "ablation" in report:
+        lines.append("  each technique switched off alone (same prompts, same run):")
+        for m, a in report["ablation"].items():
+            lines.append(f"    {m:<30} p50 {_f(a['p50_ms']):>6} ms  p95 {_f(a['p95_ms']):>6} ms  "
+                         f"(+{_f(a['p50_cost_of_switching_off_ms'])} ms at p50)")
     lines.append(f"  cold start (process start to ready) {report['cold_start_s']} s · "
                  f"peak RSS {report['peak_rss_mb']} MB")
     return "\n".join(lines)
@@ -330,7 +381,8 @@ def write_waterfall(path: Path, traces: dict[str, list[TurnTrace]]) -> bool:
                 ax.barh(row, (end - start) * 1000, left=(start - zero) * 1000, color=colours[track],
                         edgecolor="black", linewidth=0.4)
                 if (end - start) * 1000 > 120:
-                    ax.text((start - zero) * 1000 + 8, row, label[:28], va="center", fontsize=7)
+                    x = max((start - zero) * 1000, -1500) + 8  # keep the label inside the axes
+                    ax.text(x, row, label[:28], va="center", fontsize=7)
         ax.axvline(0, color="black", linestyle="--", linewidth=1)
         if t.first_audio is not None:
             ax.axvline((t.first_audio - zero) * 1000, color="red", linewidth=1.5)

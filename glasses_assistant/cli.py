@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--png", type=Path, default=Path("out/bench-waterfall.png"),
                        help="waterfall picture of the median turn (default %(default)s)")
     bench.add_argument("--compare", type=Path, metavar="OLD.json", help="show the change against an earlier --json")
+    bench.add_argument("--ablate", action="store_true",
+                       help="also run each latency technique switched off alone, on the same prompts")
     _add_common(bench)
     add_stage_flags(bench)
 
@@ -341,7 +343,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--prompts must be at least 1 (got {args.prompts})")
     return run_bench(_config(args), prompts=args.prompts, json_path=args.json, wav_dir=args.wav_dir,
                      sequential=not args.no_sequential, trace_path=args.trace, png_path=args.png,
-                     compare=args.compare)
+                     compare=args.compare, ablate=args.ablate)
 
 
 COMMANDS = {"run": cmd_run, "models": cmd_models, "say": cmd_say, "transcribe": cmd_transcribe,

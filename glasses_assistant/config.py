@@ -63,9 +63,9 @@ class VadConfig:
     """Speech shorter than this (a click, a cough) does not start a turn."""
     end_silence_ms: int = 800
     """Silence after speech that always ends the wearer's turn (the most we wait)."""
-    min_end_silence_ms: int = 250
+    min_end_silence_ms: int = 200
     """Silence after which the turn ends early if the speculative transcript reads as a finished sentence."""
-    pause_ms: int = 150
+    pause_ms: int = 100
     """Silence after which a speculative transcription starts (dropped if speech resumes)."""
     pre_roll_ms: int = 300
     """Audio kept from before the detected speech start, so first syllables are not clipped."""
@@ -112,6 +112,8 @@ class SttConfig:
     """cpu, cuda or auto."""
     window_s: int = 10
     """Encoder window in seconds (30 is Whisper's own); shorter is faster, longer speech widens it."""
+    speculative: bool = True
+    """Start transcribing at the first pause, before the turn is known to have ended."""
 
     def __post_init__(self) -> None:
         _check(1 <= self.beam_size <= 10, "--stt-beam-size", "must be 1..10", self.beam_size)

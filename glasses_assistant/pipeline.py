@@ -197,8 +197,20 @@ class Assistant:
                     await source.close()
 
         worker = asyncio.create_task(answer_turns())
-        speculation: _Speculation | None = None
-        speech_start: float | None = None
+        state = _ListenState()
+        min_end_chunks = -(-vcfg.min_end_silence_ms // 32)  # ceil: at least that much silence
+
+        def end_early(t_end: float) -> None:
+            """End the turn now if the pause's transcript reads as a finished sentence."""
+            spec = state.speculation
+            if spec is None or detector.silence_chunks < min_end_chunks or not spec.sounds_finished():
+                return
+            ended = detector.end_now(t_end)
+            if ended is not None:
+                self.stats.early_ends += 1
+                turns.put_nowait((dataclasses.replace(ended, early=True), state.speech_start, spec))
+                state.speculation, state.speech_start = None, None
+
         last_t = time.monotonic()
         try:
             async for chunk in source.chunks():
@@ -215,35 +227,27 @@ class Assistant:
                 prob = await self._call("vad", self.vad, chunk.samples)
                 for event in detector.process(chunk.samples, prob >= vcfg.threshold, chunk.t_end):
                     if isinstance(event, SpeechStarted):
-                        speech_start = event.t
+                        state.speech_start = event.t
                     elif isinstance(event, SpeechPaused):
                         # Transcribe what we have now; if the wearer really has finished,
                         # the transcript is ready (or nearly) when the turn ends.
-                        if not sequential and not busy.is_set() and turns.empty():
-                            speculation = self._speculate(event.audio)
+                        if self.config.stt.speculative and not sequential and not busy.is_set() and turns.empty():
+                            state.speculation = spec = self._speculate(event.audio)
+                            # Decide the moment the transcript is ready, not at the next chunk.
+                            spec.future.add_done_callback(
+                                lambda _f, spec=spec: state.speculation is spec and end_early(time.monotonic())
+                            )
                     elif isinstance(event, SpeechResumed):
-                        if speculation is not None:
-                            speculation.discard()
-                            speculation = None
+                        if state.speculation is not None:
+                            state.speculation.discard()
+                            state.speculation = None
                     elif isinstance(event, TurnEnded):
-                        await turns.put((event, speech_start, speculation))
-                        speculation, speech_start = None, None
-                if (
-                    speculation is not None
-                    and detector.silence_chunks * 32 >= vcfg.min_end_silence_ms
-                    and speculation.sounds_finished()
-                ):
-                    # The pause's transcript reads as a finished sentence: answer now
-                    # rather than wait out the full end-of-turn silence.
-                    ended = detector.end_now(chunk.t_end)
-                    if ended is not None:
-                        self.stats.early_ends += 1
-                        ended = dataclasses.replace(ended, early=True)
-                        await turns.put((ended, speech_start, speculation))
-                        speculation, speech_start = None, None
+                        await turns.put((event, state.speech_start, state.speculation))
+                        state.speculation, state.speech_start = None, None
+                end_early(chunk.t_end)
             for event in detector.finish(last_t):
                 if isinstance(event, TurnEnded):
-                    await turns.put((event, speech_start, speculation))
+                    await turns.put((event, state.speech_start, state.speculation))
         finally:
             await turns.put(None)
             with contextlib.suppress(asyncio.CancelledError):
@@ -411,6 +415,14 @@ class Assistant:
         trace.reply_done = time.monotonic()
         self.conversation.add(question, text)
         return trace
+
+
+@dataclass
+class _ListenState:
+    """What the listening side knows about the turn in progress."""
+
+    speculation: _Speculation | None = None
+    speech_start: float | None = None
 
 
 @dataclass

@@ -101,9 +101,9 @@ def test_run_sim_command_drives_the_whole_loop(tmp_path: Path) -> None:
          "--trace", str(tmp_path / "t.jsonl")],
         capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
     )
-    assert result.returncode == 0, result.stderr
-    assert "connected to glasses-sim" in result.stdout
-    assert "Paris" in result.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "connected to glasses-sim" in result.stdout, result.stdout
+    assert "Paris" in result.stdout, result.stdout
     assert (tmp_path / "glasses-speaker.wav").stat().st_size > 20_000
 
 
