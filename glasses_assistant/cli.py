@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--turns", type=int, metavar="N",
                      help="stop after N answered turns (default: one per --sim-wav with --sim, else unlimited)")
     run.add_argument("--out", type=Path, default=Path("out/reply.wav"), help="reply WAV (default %(default)s)")
+    run.add_argument("--camera", type=Path, metavar="IMAGE",
+                     help="an image file standing in for the camera (what am I looking at / read this / take a photo)"
+                     "; with --sim it is what the virtual glasses see")
     run.add_argument("--speaker", choices=("auto", "on", "off"), default="auto",
                      help="also play replies on the speaker (auto: when one exists)")
     run.add_argument("--fast", action="store_true",
@@ -134,6 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         WavSource,
         has_output_device,
     )
+    from .camera import FileCamera
     from .pipeline import Assistant
     from .trace import append_jsonl
 
@@ -154,9 +158,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     wav_sink = WavSink(args.out)
     sink = TeeSink([wav_sink, speaker]) if speaker else wav_sink
 
+    camera = FileCamera(args.camera) if args.camera else None
     assistant = Assistant(config)
     t0 = time.perf_counter()
-    assistant.load(progress=lambda m: print(m, flush=True))
+    assistant.load(progress=lambda m: print(m, flush=True), camera=camera is not None)
     print(f"ready in {time.perf_counter() - t0:.1f} s", flush=True)
 
     def show(trace) -> None:  # type: ignore[no-untyped-def]
@@ -166,11 +171,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> None:
         try:
             if source is None:
-                show(await assistant.respond(args.text, sink))
+                show(await assistant.respond_text(args.text, sink, camera=camera))
             else:
                 if args.mic:
                     print("listening (Ctrl-C to stop)", flush=True)
-                await assistant.serve(source, sink, on_turn=show, half_duplex=args.mic)
+                await assistant.serve(source, sink, on_turn=show, half_duplex=args.mic, camera=camera)
         finally:
             await sink.close()
 
@@ -190,6 +195,7 @@ def _run_bridge(args: argparse.Namespace) -> int:
 
     from .audio.bridge import BridgeSink, BridgeSource, VirtualGlasses
     from .audio.io import TeeSink, WavSink
+    from .camera import BridgeCamera
     from .pipeline import Assistant
     from .trace import append_jsonl
 
@@ -200,7 +206,8 @@ def _run_bridge(args: argparse.Namespace) -> int:
     speaker_wav = args.out.with_name("glasses-speaker.wav")
     if args.sim:
         wavs = args.sim_wav or [bundled_question()]
-        sim = VirtualGlasses(wavs, speaker_wav=speaker_wav, link=args.sim_link, extra=args.sim_arg)
+        sim = VirtualGlasses(wavs, speaker_wav=speaker_wav, link=args.sim_link, extra=args.sim_arg,
+                             camera=[args.camera] if args.camera else ())
         url = sim.start()
         print(f"virtual glasses listening at {url} (microphone: {', '.join(map(str, wavs))})", flush=True)
         turns = turns if turns is not None else len(wavs)
@@ -221,11 +228,14 @@ def _run_bridge(args: argparse.Namespace) -> int:
             caps = client.capabilities
             print(f"connected to {caps.device_id} (firmware {caps.firmware_version})", flush=True)
             source = BridgeSource(client)
-            await asyncio.to_thread(assistant.load, lambda m: print(m, flush=True))
+            camera = BridgeCamera(client)
+            buttons = client.buttons()  # subscribed now, like the microphone
+            await asyncio.to_thread(assistant.load, lambda m: print(m, flush=True), camera=camera.has_camera)
             sink = TeeSink([wav_sink, BridgeSink(client)])
             # The glasses' microphone hears their speaker: listen only between replies
             # (barge-in with echo control is the hands-free work).
-            serving = assistant.serve(source, sink, on_turn=show, half_duplex=True, max_turns=turns)
+            serving = assistant.serve(source, sink, on_turn=show, half_duplex=True, max_turns=turns,
+                                      camera=camera, buttons=buttons)
             if sim is None:
                 await serving
                 return

@@ -188,12 +188,36 @@ class TtsConfig:
         )
 
 
+@dataclass(frozen=True)
+class VisionConfig:
+    """Object recognition and text reading on the camera's frames."""
+
+    enabled: str = "auto"
+    """auto (when there is a camera: glasses or --camera), on, or off."""
+    model: str | None = None
+    """Catalogue id (nanodet-coco, centernet-coco) or a YOLO-style ONNX path; None is the default."""
+    threshold: float = 0.3
+    """Detection score below which an object is not mentioned."""
+    ocr: bool = True
+    """Load the text reader for "read this"."""
+    threads: int = 2
+    """onnxruntime threads for the detector and the OCR."""
+    photo_dir: str = "~/Pictures/glasses"
+    """Where "take a photo" saves JPEGs (with a JSON sidecar of time and device metadata)."""
+
+    def __post_init__(self) -> None:
+        _check(self.enabled in ("auto", "on", "off"), "--vision-enabled", "must be auto, on or off", self.enabled)
+        _check(0.0 < self.threshold < 1.0, "--vision-threshold", "must be between 0 and 1", self.threshold)
+        _check(1 <= self.threads <= 64, "--vision-threads", "must be 1..64", self.threads)
+
+
 STAGES: dict[str, type] = {
     "mic": MicConfig,
     "vad": VadConfig,
     "stt": SttConfig,
     "llm": LlmConfig,
     "tts": TtsConfig,
+    "vision": VisionConfig,
 }
 
 
@@ -206,6 +230,7 @@ class Config:
     stt: SttConfig = field(default_factory=SttConfig)
     llm: LlmConfig = field(default_factory=LlmConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
+    vision: VisionConfig = field(default_factory=VisionConfig)
     models_dir: str | None = None
     """Model cache folder (default ~/.cache/glasses-assistant/models)."""
 

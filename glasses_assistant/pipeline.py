@@ -15,30 +15,36 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .audio.io import AudioSink, AudioSource
 from .audio.vad import SileroVad
+from .camera import Camera
 from .catalog import Catalogue, ModelEntry, load_catalogue
 from .config import Config
 from .conversation import Conversation
 from .engines.llm import LlamaEngine
 from .engines.stt import Transcript, WhisperEngine
 from .engines.tts import PiperEngine
+
+if TYPE_CHECKING:
+    from .vision import VisionService
 from .errors import AssistantError, ModelError
 from .phrases import PhraseChunker, clean_for_speech, is_speakable
 from .trace import TurnTrace
 from .turn import EndOfTurnDetector, SpeechPaused, SpeechResumed, SpeechStarted, TurnEnded, sounds_finished
+from .vision.intents import match_vision_intent
 
 log = logging.getLogger("glasses_assistant")
 
 NO_ANSWER = "Sorry, I don't have an answer to that."
+BUTTON_QUESTION = "What am I looking at?"
 
 
 def resolve_model(catalogue: Catalogue, role: str, wanted: str | None) -> tuple[Path, str]:
@@ -83,6 +89,7 @@ class Assistant:
         self.stt: WhisperEngine | None = None
         self.llm: LlamaEngine | None = None
         self.tts: PiperEngine | None = None
+        self.vision: VisionService | None = None
         self.model_ids: dict[str, str] = {}
         self.model_paths: dict[str, Path] = {}
         self.stats = LoopStats()
@@ -93,19 +100,25 @@ class Assistant:
         # One worker per engine: a model is never called from two threads at once.
         self._pools = {
             name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ga-{name}")
-            for name in ("vad", "stt", "llm", "tts")
+            for name in ("vad", "stt", "llm", "tts", "vision")
         }
         self._turn_counter = 0
 
     # ------------------------------------------------------------------ loading
-    def load(self, progress: Callable[[str], None] = lambda _m: None) -> dict[str, float]:
-        """Verify and load every model, then warm each one (blocking; seconds per stage)."""
+    def load(self, progress: Callable[[str], None] = lambda _m: None, *, camera: bool = False) -> dict[str, float]:
+        """Verify and load every model, then warm each one (blocking; seconds per stage).
+
+        The vision models load when ``[vision] enabled`` is on, or auto and ``camera``.
+        """
         steps: list[tuple[str, Callable[[], None]]] = [
             ("vad", lambda: self._load_vad()),
             ("stt", lambda: self._load_stt()),
             ("llm", lambda: self._load_llm()),
             ("tts", lambda: self._load_tts()),
         ]
+        enabled = self.config.vision.enabled
+        if enabled == "on" or (enabled == "auto" and camera):
+            steps.append(("vision", lambda: self._load_vision()))
         for name, step in steps:
             t0 = time.perf_counter()
             step()
@@ -139,6 +152,18 @@ class Assistant:
         self.tts = PiperEngine(path, self.config.tts)
         self.tts.synthesize("Ready.")
 
+    def _load_vision(self) -> None:
+        from .vision import VisionService
+
+        vcfg = self.config.vision
+        self.vision = VisionService.load(
+            self.catalogue, model=vcfg.model, threads=vcfg.threads, ocr=vcfg.ocr, photo_dir=vcfg.photo_dir,
+            score_threshold=vcfg.threshold,
+        )
+        detector = self.vision.detector
+        self.model_ids["vision"] = (getattr(detector, "model_id", None) or "detector") + (
+            " + rapidocr" if vcfg.ocr else "")
+
     def close(self) -> None:
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
@@ -157,6 +182,8 @@ class Assistant:
         half_duplex: bool = False,
         sequential: bool = False,
         max_turns: int | None = None,
+        camera: Camera | None = None,
+        buttons: AsyncIterator[Any] | None = None,
     ) -> list[TurnTrace]:
         """Listen to ``source`` until it ends, answering each turn into ``sink``.
 
@@ -170,6 +197,9 @@ class Assistant:
         utterance, generate the whole reply, synthesise the whole reply.
 
         ``max_turns`` closes the source once that many turns have been answered.
+        ``camera`` answers "what am I looking at", "read this" and "take a photo"
+        (with a frame captured after the question); a tap on ``buttons`` asks
+        about the current view.
         """
         assert self.vad is not None and self.stt is not None, "call load() first"
         vcfg = self.config.vad
@@ -180,14 +210,14 @@ class Assistant:
         )
         await self._call("vad", self.vad.reset)
         traces: list[TurnTrace] = []
-        turns: asyncio.Queue[tuple[TurnEnded, float | None, _Speculation | None] | None] = asyncio.Queue()
+        turns: asyncio.Queue[tuple[TurnEnded | str, float | None, _Speculation | None] | None] = asyncio.Queue()
         busy = asyncio.Event()
 
         async def answer_turns() -> None:
             while (item := await turns.get()) is not None:
                 busy.set()
                 try:
-                    trace = await self._answer(*item, sink=sink, sequential=sequential)
+                    trace = await self._answer(*item, sink=sink, sequential=sequential, camera=camera)
                 finally:
                     busy.clear()
                 traces.append(trace)
@@ -197,6 +227,7 @@ class Assistant:
                     await source.close()
 
         worker = asyncio.create_task(answer_turns())
+        button_task = asyncio.create_task(self._listen_buttons(buttons, turns)) if buttons is not None else None
         state = _ListenState()
         min_end_chunks = -(-vcfg.min_end_silence_ms // 32)  # ceil: at least that much silence
 
@@ -249,10 +280,18 @@ class Assistant:
                 if isinstance(event, TurnEnded):
                     await turns.put((event, state.speech_start, state.speculation))
         finally:
+            if button_task is not None:
+                button_task.cancel()
             await turns.put(None)
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
         return traces
+
+    async def _listen_buttons(self, buttons: AsyncIterator[Any], turns: asyncio.Queue[Any]) -> None:
+        """A tap on the glasses asks about the current view, like "what am I looking at?"."""
+        async for event in buttons:
+            if getattr(event, "kind", None) == "tap" and self.vision is not None:
+                await turns.put((BUTTON_QUESTION, None, None))
 
     def _speculate(self, audio: np.ndarray) -> _Speculation:
         assert self.stt is not None
@@ -266,9 +305,11 @@ class Assistant:
         return _Speculation(future, cancel, len(audio), started)
 
     async def _answer(
-        self, ended: TurnEnded, speech_start: float | None, speculation: _Speculation | None, *,
-        sink: AudioSink, sequential: bool = False,
+        self, ended: TurnEnded | str, speech_start: float | None, speculation: _Speculation | None, *,
+        sink: AudioSink, sequential: bool = False, camera: Camera | None = None,
     ) -> TurnTrace:
+        if isinstance(ended, str):  # a button press: a question with no speech
+            return await self._answer_button(ended, sink, camera)
         self._turn_counter += 1
         self.stats.turns += 1
         trace = TurnTrace(
@@ -284,7 +325,10 @@ class Assistant:
             if transcript.is_empty:
                 trace.outcome = "no-speech"
                 return trace
-            if sequential:
+            intent = match_vision_intent(transcript.text) if self.vision is not None else None
+            if intent is not None:
+                await self.respond_vision(intent, transcript.text, sink, trace, camera)
+            elif sequential:
                 await self.respond_sequential(transcript.text, sink, trace)
             else:
                 await self.respond(transcript.text, sink, trace)
@@ -317,6 +361,79 @@ class Assistant:
         trace.span("stt", "speculative transcription" if trace.speculative_stt else "transcription",
                    trace.stt_start, trace.transcript_final)
         return transcript
+
+    async def _answer_button(self, question: str, sink: AudioSink, camera: Camera | None) -> TurnTrace:
+        self._turn_counter += 1
+        self.stats.turns += 1
+        now = time.monotonic()
+        trace = TurnTrace(turn=self._turn_counter, transcript=f"[tap] {question}", speech_end=now,
+                          end_detected=now, transcript_final=now)
+        try:
+            await self.respond_vision("describe", question, sink, trace, camera)
+        except AssistantError as err:
+            trace.outcome, trace.error = "error", str(err)
+            self.stats.errors += 1
+        return trace
+
+    async def respond_vision(
+        self, intent: str, question: str, sink: AudioSink, trace: TurnTrace, camera: Camera | None
+    ) -> TurnTrace:
+        """Answer about the view: capture now (after the question), detect or read, then speak."""
+        assert self.vision is not None and self.llm is not None
+        from .vision import mentions_any
+        from .vision.frames import problem
+
+        started = time.monotonic()
+        frame = await camera.capture() if camera is not None and camera.has_camera else None
+        trace.span("camera", "capture", started, time.monotonic())
+        if frame is not None and frame.problem is not None:
+            spoken = problem(frame.problem, str(frame.metadata.get("error", ""))).spoken
+            answer = None
+        else:
+            started = time.monotonic()
+            answer = await self._call(
+                "vision", self.vision.answer, intent, frame.jpeg if frame else None, question=question,
+                metadata=frame.metadata if frame else None, has_camera=frame is not None,
+            )
+            trace.span("vision", intent, started, time.monotonic())
+            spoken = answer.spoken
+            trace.vision = {"intent": intent, "labels": answer.labels, "facts": answer.facts,
+                            "text": [ln.text for ln in answer.lines],
+                            "problem": answer.problem.code if answer.problem else None,
+                            "photo": str(answer.photo) if answer.photo else None, "timings": answer.timings}
+        if answer is not None and answer.llm_prompt:
+            # The small LLM phrases the detector's facts; it must name something that is
+            # really there, else the plain description is said instead of a hallucination.
+            messages = [{"role": "system", "content": self.config.llm.system_prompt},
+                        {"role": "user", "content": answer.llm_prompt}]
+            started = time.monotonic()
+            reply = await self._call("llm", self.llm.stream, messages, lambda _piece: None)
+            trace.span("llm", "phrase the view", started, time.monotonic())
+            cleaned = clean_for_speech(reply)
+            if is_speakable(cleaned) and mentions_any(cleaned, answer.labels):
+                spoken = cleaned
+        trace.first_token = trace.first_phrase = time.monotonic()
+        chunker = PhraseChunker(first_phrase_words=self.config.tts.first_phrase_words)
+        phrases = chunker.push(spoken + " ") + chunker.flush()
+        for phrase in phrases or [spoken]:
+            trace.phrases.append(phrase)
+            await self._say(phrase, sink, trace)
+        await sink.drain()
+        trace.reply = " ".join(trace.phrases)
+        trace.reply_done = time.monotonic()
+        self.conversation.add(question, trace.reply)
+        return trace
+
+    async def respond_text(self, question: str, sink: AudioSink, *, camera: Camera | None = None) -> TurnTrace:
+        """A typed question (`run --text`): vision intents go to the camera, the rest to the LLM."""
+        intent = match_vision_intent(question) if self.vision is not None else None
+        if intent is None:
+            return await self.respond(question, sink)
+        self._turn_counter += 1
+        now = time.monotonic()
+        trace = TurnTrace(turn=self._turn_counter, transcript=question, speech_end=now, end_detected=now,
+                          transcript_final=now)
+        return await self.respond_vision(intent, question, sink, trace, camera)
 
     async def respond(self, question: str, sink: AudioSink, trace: TurnTrace | None = None) -> TurnTrace:
         """Answer ``question`` aloud into ``sink``, streaming LLM -> phrases -> TTS."""

@@ -39,6 +39,8 @@ class TurnTrace:
     """When the reply's last sample will have played (file sinks: as if played in real time)."""
     spans: list[tuple[str, str, float, float]] = field(default_factory=list)
     """(track, label, start, end) of everything the turn did, for the Perfetto/Chrome trace."""
+    vision: dict[str, object] | None = None
+    """For a vision turn: intent, detected labels, facts, text read, problem, photo, timings."""
     capped: bool = False
     interrupted: bool = False
     outcome: str = "answered"
