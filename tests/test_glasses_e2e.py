@@ -13,13 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import words
 
 from firmware_bridge import BridgeClient
 from glasses_assistant.audio.bridge import BridgeSink, BridgeSource, VirtualGlasses
 from glasses_assistant.audio.io import SAMPLE_RATE, read_wav, resample, write_wav
 from glasses_assistant.pipeline import Assistant
 from glasses_assistant.trace import TurnTrace
-from helpers import words
 
 pytestmark = pytest.mark.models
 

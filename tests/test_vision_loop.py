@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import words
 
 from firmware_bridge import BridgeClient
 from glasses_assistant.audio.bridge import BridgeSink, BridgeSource, VirtualGlasses
@@ -20,7 +21,6 @@ from glasses_assistant.audio.io import SAMPLE_RATE, WavSink, WavSource, write_wa
 from glasses_assistant.camera import BridgeCamera, FileCamera
 from glasses_assistant.pipeline import Assistant
 from glasses_assistant.trace import TurnTrace
-from helpers import words
 
 pytestmark = pytest.mark.models
 
