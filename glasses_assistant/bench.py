@@ -113,9 +113,9 @@ def spoken_prompts(assistant: Assistant, n: int, wav_dir: Path | None) -> list[t
         text = PROMPTS[i % len(PROMPTS)]
         pace = PACES[i % len(PACES)]
         if pace not in voices:
-            cfg = replace(assistant.config.tts, length_scale=pace)
-            voices[pace] = assistant.tts if pace == assistant.config.tts.length_scale else PiperEngine(
-                assistant.model_paths["tts"], cfg)
+            # Repeatable prompts (Piper's random variation off) so runs compare like for like.
+            cfg = replace(assistant.config.tts, length_scale=pace, noise_scale=0.0, noise_w=0.0)
+            voices[pace] = PiperEngine(assistant.model_paths["tts"], cfg)
         voice = voices[pace]
         out.append((text, resample(voice.synthesize(text), voice.sample_rate, SAMPLE_RATE)))
     return out

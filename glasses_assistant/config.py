@@ -177,6 +177,10 @@ class TtsConfig:
     """Output gain, 0..2."""
     first_phrase_words: int = 4
     """The first phrase is spoken as soon as a clause of this many words is complete."""
+    noise_scale: float | None = None
+    """Piper's voice variation (None: the voice's own); 0 with noise_w 0 makes speech repeatable."""
+    noise_w: float | None = None
+    """Piper's phoneme-duration variation (None: the voice's own)."""
 
     def __post_init__(self) -> None:
         _check(1 <= self.threads <= 64, "--tts-threads", "must be 1..64", self.threads)
@@ -186,6 +190,9 @@ class TtsConfig:
             1 <= self.first_phrase_words <= 30, "--tts-first-phrase-words", "must be 1..30",
             self.first_phrase_words,
         )
+        for name in ("noise_scale", "noise_w"):
+            value = getattr(self, name)
+            _check(value is None or 0.0 <= value <= 2.0, f"--tts-{name.replace('_', '-')}", "must be 0..2", value)
 
 
 @dataclass(frozen=True)

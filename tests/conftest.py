@@ -23,13 +23,22 @@ def assistant() -> Iterator[Assistant]:
 
 @pytest.fixture(scope="session")
 def speak(assistant: Assistant):  # type: ignore[no-untyped-def]
-    """Text -> 16 kHz speech, spoken by the real Piper voice."""
+    """Text -> 16 kHz speech, spoken by the real Piper voice with its random variation off.
+
+    Piper adds random noise to every synthesis; with it, a question could be heard
+    differently from one run to the next ("What" as "Why"). The wearer's test voice is
+    made repeatable so that a test passes or fails for the same reason every time.
+    """
+    from glasses_assistant.config import with_overrides
+    from glasses_assistant.engines.tts import PiperEngine
+
+    config = with_overrides(assistant.config, tts={"noise_scale": 0.0, "noise_w": 0.0})
+    voice = PiperEngine(assistant.model_paths["tts"], config.tts)
     cache: dict[str, np.ndarray] = {}
 
     def _speak(text: str) -> np.ndarray:
         if text not in cache:
-            assert assistant.tts is not None
-            cache[text] = resample(assistant.tts.synthesize(text), assistant.tts.sample_rate, SAMPLE_RATE)
+            cache[text] = resample(voice.synthesize(text), voice.sample_rate, SAMPLE_RATE)
         return cache[text]
 
     return _speak

@@ -40,8 +40,8 @@ class PiperEngine:
         except Exception as err:  # onnxruntime's own exception types
             raise ModelError(f"cannot load Piper voice {voice_path}: {str(err).splitlines()[0]}") from None
         self._voice = PiperVoice(session=session, config=config)
-        self._syn = SynthesisConfig(length_scale=cfg.length_scale, volume=cfg.volume,
-                                    normalize_audio=True)
+        self._syn = SynthesisConfig(length_scale=cfg.length_scale, volume=cfg.volume, normalize_audio=True,
+                                    noise_scale=cfg.noise_scale, noise_w_scale=cfg.noise_w)
         self.sample_rate = int(config.sample_rate)
         self.language = config.espeak_voice
 
