@@ -49,6 +49,7 @@ from .messages import (
     Error,
     ErrorCode,
     Feature,
+    FwStatus,
     Heartbeat,
     Hello,
     LedReport,
@@ -353,6 +354,9 @@ class BridgeClient:
         self._led_waiters: list[tuple[bool, asyncio.Future[None]]] = []
         self._play_gen = 0
         self._rng = random.Random()
+        # Firmware update (firmware_bridge.firmware): the latest FwStatus and who waits for one.
+        self.firmware_status: FwStatus | None = None
+        self._fw_waiters: list[asyncio.Future[FwStatus]] = []
 
     # ------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> BridgeClient:
@@ -557,6 +561,22 @@ class BridgeClient:
                 raise
             finally:
                 self._captures.pop(rid, None)
+
+    # ------------------------------------------------------------ firmware update
+    async def firmware_send(self, msg: Message, *, timeout: float | None = None) -> None:
+        """Send a firmware-update message that gets no answer (FwChunk); waits for the link."""
+        await self._send(msg, timeout=timeout)
+
+    async def firmware_request(self, msg: Message, *, timeout: float = 3.0) -> FwStatus:
+        """Send FwBegin/FwQuery/FwEnd and return the device's next FwStatus (see firmware.py)."""
+        fut: asyncio.Future[FwStatus] = asyncio.get_running_loop().create_future()
+        self._fw_waiters.append(fut)
+        try:
+            await self._send(msg, timeout=timeout)
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            with contextlib.suppress(ValueError):
+                self._fw_waiters.remove(fut)
 
     # ------------------------------------------------------------ internals
     def _count(self, name: str) -> Callable[[], None]:
@@ -799,6 +819,11 @@ class BridgeClient:
                     fut.set_exception(BridgeError(f"glasses error {msg.code}: {msg.message}"))
             else:
                 log.warning("device error %d: %s", msg.code, msg.message)
+        elif isinstance(msg, FwStatus):
+            self.firmware_status = msg
+            for fut in list(self._fw_waiters):
+                if not fut.done():
+                    fut.set_result(msg)
         elif isinstance(msg, Hello):
             if msg.role == Role.DEVICE:
                 # Device restarted without the link dropping (serial): new session.

@@ -41,12 +41,19 @@ __all__ = [
     "LedSet",
     "LedReport",
     "Telemetry",
+    "FwState",
+    "FwBegin",
+    "FwChunk",
+    "FwEnd",
+    "FwQuery",
+    "FwStatus",
     "MESSAGE_TYPES",
     "encode_message",
     "decode_message",
 ]
 
-PROTOCOL_MINOR = 0
+# 1.1 added the firmware update messages (0x60-0x64); a 1.0 peer counts them as unknown_type.
+PROTOCOL_MINOR = 1
 
 
 class Codec:
@@ -134,6 +141,11 @@ class MsgType:
     LED_SET = 0x40
     LED_STATE = 0x41
     TELEMETRY = 0x50
+    FW_BEGIN = 0x60
+    FW_CHUNK = 0x61
+    FW_END = 0x62
+    FW_QUERY = 0x63
+    FW_STATUS = 0x64
 
 
 class _Reader:
@@ -503,6 +515,130 @@ class Telemetry(Message):
         return cls(float(pct), bool(chg), int(mv), float(temp), int(th))
 
 
+class FwState:
+    """``FwStatus.state``: where a firmware update stands on the device."""
+
+    IDLE = 0
+    RECEIVING = 1
+    APPLYING = 2  # image verified, written to the inactive slot, rebooting into it
+    TRIAL = 3  # running the new firmware, not yet confirmed by a healthy first heartbeat
+    CONFIRMED = 4
+    ROLLED_BACK = 5
+    REFUSED = 6
+    NAMES: ClassVar[dict[int, str]] = {
+        0: "idle", 1: "receiving", 2: "applying", 3: "trial", 4: "confirmed", 5: "rolled-back", 6: "refused",
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class FwBegin(Message):
+    """Host starts (or resumes) sending a firmware image: its sha256, size (bytes) and chunk
+    size (bytes); ``flags`` bit 0 = FORCE (allow a lower counter).  The device keeps chunks
+    already received for the same sha256 and answers with FwStatus."""
+
+    TYPE: ClassVar[int] = MsgType.FW_BEGIN
+    image_sha256: bytes = bytes(32)
+    image_size: int = 0
+    chunk_size: int = 0
+    flags: int = 0
+
+    def encode_payload(self) -> bytes:
+        return struct.pack("<32sIIB", self.image_sha256, self.image_size, self.chunk_size, self.flags)
+
+    @classmethod
+    def decode_payload(cls, payload: bytes) -> FwBegin:
+        sha, size, chunk, flags = _Reader(payload).unpack("<32sIIB")
+        return cls(bytes(sha), int(size), int(chunk), int(flags))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class FwChunk(Message):
+    """One chunk of the image: ``index`` (0-based), CRC32C of ``data``.  No answer; a chunk
+    with a bad CRC is dropped and shows up as missing in the next FwStatus."""
+
+    TYPE: ClassVar[int] = MsgType.FW_CHUNK
+    index: int = 0
+    crc: int = 0
+    data: bytes = b""
+
+    def encode_payload(self) -> bytes:
+        return struct.pack("<II", self.index, self.crc) + self.data
+
+    @classmethod
+    def decode_payload(cls, payload: bytes) -> FwChunk:
+        r = _Reader(payload)
+        index, crc = r.unpack("<II")
+        return cls(int(index), int(crc), r.rest())
+
+
+@dataclass(frozen=True, slots=True)
+class FwEnd(Message):
+    """All chunks sent: verify the whole image (sha256, signature, model, counter) and apply it."""
+
+    TYPE: ClassVar[int] = MsgType.FW_END
+    image_sha256: bytes = bytes(32)
+
+    def encode_payload(self) -> bytes:
+        return struct.pack("<32s", self.image_sha256)
+
+    @classmethod
+    def decode_payload(cls, payload: bytes) -> FwEnd:
+        return cls(bytes(_Reader(payload).unpack("<32s")[0]))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class FwQuery(Message):
+    """Host asks for the device's FwStatus (no payload)."""
+
+    TYPE: ClassVar[int] = MsgType.FW_QUERY
+
+    def encode_payload(self) -> bytes:
+        return b""
+
+    @classmethod
+    def decode_payload(cls, payload: bytes) -> FwQuery:
+        return cls()
+
+
+@dataclass(frozen=True, slots=True)
+class FwStatus(Message):
+    """Device's firmware update state: :class:`FwState`, the image it concerns, how many
+    chunks it expects and holds (``bitmap``: bit i of byte i//8 = chunk i received), the
+    firmware version running now, its active slot (0/1) and a one-line message."""
+
+    TYPE: ClassVar[int] = MsgType.FW_STATUS
+    state: int = FwState.IDLE
+    active_slot: int = 0
+    image_sha256: bytes = bytes(32)
+    chunk_count: int = 0
+    chunks_received: int = 0
+    running_version: str = ""
+    message: str = ""
+    bitmap: bytes = b""
+
+    def encode_payload(self) -> bytes:
+        return (
+            struct.pack("<BB32sII", self.state, self.active_slot, self.image_sha256, self.chunk_count,
+                        self.chunks_received)
+            + _str(self.running_version)
+            + _str(self.message)
+            + struct.pack("<I", len(self.bitmap))
+            + self.bitmap
+        )
+
+    @classmethod
+    def decode_payload(cls, payload: bytes) -> FwStatus:
+        r = _Reader(payload)
+        state, slot, sha, count, received = r.unpack("<BB32sII")
+        version, message = r.string(), r.string()
+        n = r.u("<I")
+        bitmap = r.rest()
+        if len(bitmap) < n:
+            raise MessageDecodeError("bad_payload", "firmware bitmap runs past payload")
+        return cls(int(state), int(slot), bytes(sha), int(count), int(received), version, message,  # type: ignore[arg-type]
+                   bitmap[:n])
+
+
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.TYPE: cls
     for cls in (
@@ -518,6 +654,11 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
         LedSet,
         LedReport,
         Telemetry,
+        FwBegin,
+        FwChunk,
+        FwEnd,
+        FwQuery,
+        FwStatus,
     )
 }
 

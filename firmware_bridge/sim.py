@@ -46,6 +46,12 @@ from .messages import (
     Error,
     ErrorCode,
     Feature,
+    FwBegin,
+    FwChunk,
+    FwEnd,
+    FwQuery,
+    FwState,
+    FwStatus,
     Heartbeat,
     Hello,
     LedReport,
@@ -114,6 +120,9 @@ class SimConfig:
     has_display: bool = False
     max_payload: int = DEFAULT_MAX_PAYLOAD
     out_queue_bytes: int = 8 * 1024 * 1024
+    firmware_keys: list[bytes] = field(default_factory=list)  # raw Ed25519 keys firmware must be signed by
+    device_model: str = "glasses-sim"  # what a firmware image must be built for
+    reboot_s: float = 0.5  # how long a firmware reboot keeps the glasses off the link
 
 
 @dataclass
@@ -134,6 +143,9 @@ class SimStats:
     buttons: int = 0
     disconnects_injected: int = 0
     bad_frames: int = 0
+    fw_chunks: int = 0
+    fw_crc_errors: int = 0
+    fw_reboots: int = 0
 
 
 class CameraSource:
@@ -486,6 +498,7 @@ class GlassesSim:
         self.speaker = SpeakerSink(config.speaker_wav, config.speaker_device)
         self._last_capture = 0.0
         self.received_speaker_rates: set[int] = set()
+        self.fw = _FirmwareSlots(config)
 
     # ------------------------------------------------------------ setup
     async def start(self) -> str:
@@ -624,7 +637,7 @@ class GlassesSim:
             role=Role.DEVICE,
             proto_minor=PROTOCOL_MINOR,
             device_id=cfg.device_id,
-            firmware_version=FIRMWARE_VERSION,
+            firmware_version=self.fw.running_version,
             features=feats,
             mic_codec=Codec.PCM16,
             mic_sample_rate=MIC_RATE,
@@ -688,6 +701,8 @@ class GlassesSim:
             self.stats.bad_frames += 1
             return
         if isinstance(msg, Hello):
+            if self.fw.rebooting:
+                return  # simulated firmware reboot: the device is off
             if msg.proto_major != 1:
                 link.send(
                     Error(
@@ -717,6 +732,19 @@ class GlassesSim:
             if msg.action == SpeakerControl.FLUSH:
                 self.speaker.flush()
                 self.stats.speaker_flushes += 1
+        elif isinstance(msg, FwChunk):
+            if self.fw.chunk(msg):
+                self.stats.fw_chunks += 1
+            else:
+                self.stats.fw_crc_errors += 1
+        elif isinstance(msg, FwBegin):
+            link.send(self.fw.begin(msg))
+        elif isinstance(msg, FwQuery):
+            link.send(self.fw.status())
+        elif isinstance(msg, FwEnd):
+            link.send(self.fw.end(msg))
+            if self.fw.state == FwState.APPLYING:
+                asyncio.ensure_future(self._fw_reboot(into_new=True))
         # Heartbeat: nothing to do, last_rx was refreshed.
 
     async def _capture(self, link: _Link, req: CaptureRequest) -> None:
@@ -820,8 +848,34 @@ class GlassesSim:
         nonce = 0
         while True:
             await asyncio.sleep(self.config.heartbeat_interval)
+            if self.fw.state == FwState.TRIAL and self.session_active and not self.fw.rebooting:
+                if self.fw.trial_fails:
+                    # The new firmware crashes before its first heartbeat: the bootloader's
+                    # watchdog reboots into the old slot.
+                    self.fw.roll_back("new firmware failed its first heartbeat")
+                    await self._fw_reboot(into_new=False)
+                    continue
+                self.fw.confirm()
             nonce += 1
             self._send(Heartbeat(nonce & 0xFFFFFFFF))
+
+    async def _fw_reboot(self, into_new: bool) -> None:
+        """Drop the link, stay off for ``reboot_s``, come back on the chosen firmware slot."""
+        self.fw.rebooting = True
+        self.stats.fw_reboots += 1
+        await asyncio.sleep(0.05)  # let the FwStatus go out first
+        link = self._active
+        if link is not None:
+            self._end_session(link, "firmware reboot")
+            if link.kind == "tcp":
+                await link.transport.close()
+        self._muted_until = time.monotonic() + self.config.reboot_s
+        await asyncio.sleep(self.config.reboot_s)
+        if into_new:
+            self.fw.boot_new()
+        self.fw.rebooting = False
+        log.info("firmware reboot done: running %s (%s)", self.fw.running_version,
+                 FwState.NAMES.get(self.fw.state, "?"))
 
     async def _watchdog_loop(self) -> None:
         while True:
@@ -879,6 +933,119 @@ class GlassesSim:
             else:
                 # A serial device can't hang up: simulate a reboot (1 s deaf and mute).
                 self._muted_until = time.monotonic() + 1.0
+
+
+class _FirmwareSlots:
+    """The glasses' two firmware slots and the update state machine (see docs/protocol.md §8).
+
+    Received chunks are kept (keyed by the image sha256) across links, as a real device keeps
+    them in flash, so an interrupted transfer resumes where it stopped.
+    """
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.slots: list[dict[str, Any] | None] = [{"version": FIRMWARE_VERSION, "counter": 0}, None]
+        self.active = 0
+        self.state = FwState.IDLE
+        self.message = ""
+        self.sha = bytes(32)
+        self.size = self.chunk_size = self.count = 0
+        self.force = False
+        self.chunks: dict[int, bytes] = {}
+        self.pending: dict[str, Any] | None = None
+        self.rebooting = False
+        self.trial_fails = False
+
+    @property
+    def running_version(self) -> str:
+        slot = self.slots[self.active]
+        return str(slot["version"]) if slot else FIRMWARE_VERSION
+
+    def status(self) -> FwStatus:
+        bitmap = bytearray((self.count + 7) // 8)
+        for i in self.chunks:
+            bitmap[i // 8] |= 1 << (i % 8)
+        return FwStatus(self.state, self.active, self.sha, self.count, len(self.chunks), self.running_version,
+                        self.message, bytes(bitmap))
+
+    def _refuse(self, why: str) -> FwStatus:
+        self.state, self.message = FwState.REFUSED, why
+        return self.status()
+
+    def begin(self, msg: FwBegin) -> FwStatus:
+        if self.state in (FwState.APPLYING, FwState.TRIAL):
+            return self._refuse("busy applying the previous image")
+        if msg.chunk_size <= 0 or msg.image_size <= 0 or msg.image_size > 64 * 1024 * 1024:
+            return self._refuse("bad image or chunk size")
+        same = msg.image_sha256 == self.sha and msg.image_size == self.size and msg.chunk_size == self.chunk_size
+        if not same:
+            self.chunks = {}
+        self.sha, self.size, self.chunk_size = msg.image_sha256, msg.image_size, msg.chunk_size
+        self.count = (msg.image_size + msg.chunk_size - 1) // msg.chunk_size
+        self.force = bool(msg.flags & 1)
+        self.state, self.message = FwState.RECEIVING, f"resuming with {len(self.chunks)} chunks" if same else ""
+        return self.status()
+
+    def chunk(self, msg: FwChunk) -> bool:
+        from .checksum import crc32c
+
+        if self.state != FwState.RECEIVING or not 0 <= msg.index < self.count:
+            return False
+        expect = min(self.chunk_size, self.size - msg.index * self.chunk_size)
+        if len(msg.data) != expect or crc32c(msg.data) != msg.crc:
+            return False  # shows up as missing in the next status
+        self.chunks[msg.index] = msg.data
+        return True
+
+    def end(self, msg: FwEnd) -> FwStatus:
+        import hashlib
+
+        from .firmware import FirmwareError, parse_image
+
+        if self.state != FwState.RECEIVING or msg.image_sha256 != self.sha:
+            return self._refuse("FwEnd for an image that is not being received")
+        if len(self.chunks) != self.count:
+            self.message = f"{self.count - len(self.chunks)} chunks missing"
+            return self.status()
+        image = b"".join(self.chunks[i] for i in range(self.count))
+        self.chunks = {}
+        if hashlib.sha256(image).digest() != self.sha:
+            return self._refuse("image sha256 mismatch")
+        if not self.config.firmware_keys:
+            return self._refuse("no trusted firmware key is configured (--firmware-key)")
+        try:
+            img = parse_image(image, trusted=list(self.config.firmware_keys))
+        except FirmwareError as exc:
+            return self._refuse(str(exc))
+        if img.device_model != self.config.device_model:
+            return self._refuse(f"image is for {img.device_model!r}, these glasses are {self.config.device_model!r}")
+        cur = self.slots[self.active] or {"counter": 0}
+        if img.counter < int(cur["counter"]) and not self.force:
+            return self._refuse(f"downgrade refused: counter {img.counter} < running {cur['counter']}")
+        # Written to the inactive slot; the running one is untouched until the new one is confirmed.
+        self.pending = {"version": img.version, "counter": img.counter, "fail": img.fail_first_heartbeat}
+        self.slots[1 - self.active] = dict(self.pending)
+        self.state, self.message = FwState.APPLYING, f"applying {img.version}; rebooting"
+        return self.status()
+
+    def boot_new(self) -> None:
+        assert self.pending is not None
+        self.previous = self.active
+        self.active = 1 - self.active
+        self.trial_fails = bool(self.pending["fail"])
+        self.state, self.message = FwState.TRIAL, f"running {self.pending['version']} on trial"
+
+    def confirm(self) -> None:
+        self.state, self.message = FwState.CONFIRMED, f"{self.running_version} confirmed"
+        self.pending = None
+
+    def roll_back(self, why: str) -> None:
+        failed = self.running_version
+        self.active = 1 - self.active
+        self.slots[1 - self.active] = None
+        self.trial_fails = False
+        self.pending = None
+        self.state, self.message = FwState.ROLLED_BACK, f"{failed}: {why}; rolled back to {self.running_version}"
 
 
 # ---------------------------------------------------------------- CLI --
@@ -939,6 +1106,10 @@ def parse_args(argv: Sequence[str] | None = None) -> SimConfig:
     p.add_argument("--seed", type=int, default=None, help="random seed for fault injection")
     p.add_argument("--heartbeat-timeout", type=float, default=3.0, metavar="S")
     p.add_argument("--device-id", default="glasses-sim")
+    p.add_argument("--device-model", default="glasses-sim", help="model firmware images must be built for")
+    p.add_argument("--firmware-key", action="append", default=[], metavar="PUB",
+                   help="trust firmware signed by this key (file: 'ed25519 <hex> [name]'; repeatable)")
+    p.add_argument("--reboot-s", type=float, default=0.5, metavar="S", help="how long a firmware reboot takes")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     try:
@@ -977,7 +1148,21 @@ def parse_args(argv: Sequence[str] | None = None) -> SimConfig:
         seed=a.seed,
         heartbeat_timeout=a.heartbeat_timeout,
         device_id=a.device_id,
+        device_model=a.device_model,
+        firmware_keys=[_firmware_key(p, k) for k in a.firmware_key],
+        reboot_s=a.reboot_s,
     )
+
+
+def _firmware_key(p: argparse.ArgumentParser, path: str) -> bytes:
+    try:
+        parts = Path(path).read_text().split()
+        raw = bytes.fromhex(parts[1]) if len(parts) >= 2 and parts[0] == "ed25519" else b""
+    except (OSError, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        p.error(f"--firmware-key {path}: not a readable 'ed25519 <hex>' public key file")
+    return raw
 
 
 async def _amain(cfg: SimConfig) -> None:

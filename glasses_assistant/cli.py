@@ -14,6 +14,7 @@ from pathlib import Path
 from . import __version__
 from .config import Config, add_stage_flags, load_config, overrides_from_args
 from .errors import AssistantError, AudioDeviceError, ConfigError
+from .deploy.cli import add_device_parser, cmd_device
 from .vision.cli import add_vision_parser, cmd_vision
 
 DEFAULT_QUESTION = "question.wav"
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_stage_flags(say)
 
     add_vision_parser(sub)
+    add_device_parser(sub)
 
     tr = sub.add_parser("transcribe", help="transcribe a WAV file with the STT model")
     tr.add_argument("wav", type=Path)
@@ -361,7 +363,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "models": cmd_models, "say": cmd_say, "transcribe": cmd_transcribe,
-            "bench": cmd_bench, "vision": cmd_vision}
+            "bench": cmd_bench, "vision": cmd_vision, "device": cmd_device}
 
 
 def main(argv: list[str] | None = None) -> int:
