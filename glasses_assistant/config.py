@@ -218,6 +218,72 @@ class VisionConfig:
         _check(1 <= self.threads <= 64, "--vision-threads", "must be 1..64", self.threads)
 
 
+@dataclass(frozen=True)
+class ListenConfig:
+    """When the assistant listens: wake word, tap on the glasses, or always; follow-ups; privacy."""
+
+    mode: str = "auto"
+    """wake (wake word or tap), tap (tap or long press only), always, or auto: wake for live input
+    (--mic, --device), always for files, --text and --sim."""
+    wake_word: str = "okay_nabu"
+    """okay_nabu, hey_jarvis, alexa or hey_mycroft (the models in the pymicro-wakeword wheel)."""
+    wake_threshold: float = 0.0
+    """Wake word probability cutoff; 0 keeps the model's own (0.85-0.97)."""
+    wake_pre_roll_ms: int = 600
+    """Audio kept from before the wake word fired, so a request said without a pause is not clipped."""
+    follow_up_s: float = 6.0
+    """After an answer, the wearer may speak again without the wake word for this long (0: off)."""
+    timeout_s: float = 8.0
+    """After a wake word or a tap, give up listening when no speech starts within this."""
+    watchdog_s: float = 120.0
+    """Any state lasting longer than this returns to idle (nothing can stay stuck)."""
+    debug_recording: str | None = None
+    """A folder: keep each turn's microphone audio there as WAV. Off by default: no audio is kept."""
+
+    def __post_init__(self) -> None:
+        _check(self.mode in ("auto", "wake", "tap", "always"), "--listen-mode",
+               "must be auto, wake, tap or always", self.mode)
+        _check(self.wake_word in ("okay_nabu", "hey_jarvis", "alexa", "hey_mycroft"), "--listen-wake-word",
+               "must be okay_nabu, hey_jarvis, alexa or hey_mycroft", self.wake_word)
+        _check(0.0 <= self.wake_threshold < 1.0, "--listen-wake-threshold", "must be 0..1", self.wake_threshold)
+        _check(0 <= self.wake_pre_roll_ms <= 2000, "--listen-wake-pre-roll-ms", "must be 0..2000",
+               self.wake_pre_roll_ms)
+        _check(0.0 <= self.follow_up_s <= 60.0, "--listen-follow-up-s", "must be 0..60", self.follow_up_s)
+        _check(1.0 <= self.timeout_s <= 60.0, "--listen-timeout-s", "must be 1..60",
+               self.timeout_s)
+        _check(10.0 <= self.watchdog_s <= 3600.0, "--listen-watchdog-s", "must be 10..3600", self.watchdog_s)
+
+
+@dataclass(frozen=True)
+class BargeInConfig:
+    """Interrupting the assistant by talking over it (live input)."""
+
+    mode: str = "barge-in"
+    """barge-in (talk over the assistant to stop it) or half-duplex (the microphone is ignored while it speaks)."""
+    min_speech_ms: int = 200
+    """The wearer's voice needed before it counts as an interruption (a cough is shorter)."""
+    window_ms: int = 350
+    """...heard within this window (gaps between syllables do not reset the count)."""
+    echo_margin_db: float = 6.0
+    """How much louder than the measured echo of the assistant's own voice a sound must be to count."""
+    echo_max_delay_ms: int = 120
+    """Longest speaker-to-microphone delay the echo guard searches (device buffers included)."""
+    echo_initial_db: float = -3.0
+    """Echo level assumed before it has been measured (loud: cautious)."""
+
+    def __post_init__(self) -> None:
+        _check(self.mode in ("barge-in", "half-duplex"), "--bargein-mode", "must be barge-in or half-duplex",
+               self.mode)
+        _check(32 <= self.min_speech_ms <= 2000, "--bargein-min-speech-ms", "must be 32..2000", self.min_speech_ms)
+        _check(self.min_speech_ms <= self.window_ms <= 4000, "--bargein-window-ms",
+               f"must be {self.min_speech_ms}..4000", self.window_ms)
+        _check(0.0 <= self.echo_margin_db <= 30.0, "--bargein-echo-margin-db", "must be 0..30", self.echo_margin_db)
+        _check(0 <= self.echo_max_delay_ms <= 500, "--bargein-echo-max-delay-ms", "must be 0..500",
+               self.echo_max_delay_ms)
+        _check(-40.0 <= self.echo_initial_db <= 10.0, "--bargein-echo-initial-db", "must be -40..10",
+               self.echo_initial_db)
+
+
 STAGES: dict[str, type] = {
     "mic": MicConfig,
     "vad": VadConfig,
@@ -225,6 +291,8 @@ STAGES: dict[str, type] = {
     "llm": LlmConfig,
     "tts": TtsConfig,
     "vision": VisionConfig,
+    "listen": ListenConfig,
+    "bargein": BargeInConfig,
 }
 
 
@@ -238,6 +306,8 @@ class Config:
     llm: LlmConfig = field(default_factory=LlmConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
     vision: VisionConfig = field(default_factory=VisionConfig)
+    listen: ListenConfig = field(default_factory=ListenConfig)
+    bargein: BargeInConfig = field(default_factory=BargeInConfig)
     models_dir: str | None = None
     """Model cache folder (default ~/.cache/glasses-assistant/models)."""
 

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,11 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .audio.io import AudioSink, AudioSource
+from .audio.echo import EchoGuard, ReferenceSink
+from .audio.io import AudioSink, AudioSource, write_wav
 from .audio.vad import SileroVad
+from .audio.wakeword import WakeWordDetector
 from .camera import Camera
 from .catalog import Catalogue, ModelEntry, load_catalogue
 from .config import Config
+from .controller import Arm, AskView, BargeInPolicy, Disarm, EndTurn, Interrupt, TurnController, strip_wake_phrase
 from .conversation import Conversation
 from .engines.llm import LlamaEngine
 from .engines.stt import Transcript, WhisperEngine
@@ -74,6 +78,10 @@ class LoopStats:
     speculative_used: int = 0
     early_ends: int = 0
     errors: int = 0
+    wake_words: int = 0
+    dropped_turns: int = 0
+    """Speech heard while not listening (over a reply, below the barge-in bar): not answered."""
+    interrupted: int = 0
     load_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -103,6 +111,11 @@ class Assistant:
             for name in ("vad", "stt", "llm", "tts", "vision")
         }
         self._turn_counter = 0
+        self._wake: WakeWordDetector | None = None
+        self.controller: TurnController | None = None
+        self.echo_guard: EchoGuard | None = None
+        self.interruptions: list[dict[str, Any]] = []
+        """Every barge-in: reason, when it was decided (capture time) and when playback stopped."""
 
     # ------------------------------------------------------------------ loading
     def load(self, progress: Callable[[str], None] = lambda _m: None, *, camera: bool = False) -> dict[str, float]:
@@ -184,13 +197,24 @@ class Assistant:
         max_turns: int | None = None,
         camera: Camera | None = None,
         buttons: AsyncIterator[Any] | None = None,
+        listen_mode: str | None = None,
+        barge_in: bool = False,
     ) -> list[TurnTrace]:
         """Listen to ``source`` until it ends, answering each turn into ``sink``.
 
-        ``half_duplex`` (for a live microphone next to a speaker) ignores the
-        microphone while a reply is being produced and played, so the assistant
-        never answers its own voice. Otherwise audio heard during a reply is
-        still listened to and its turn is answered after the current one.
+        What happens to audio heard while a reply is produced and played:
+
+        * ``barge_in`` (live input): the wearer may talk over the assistant. The
+          echo guard tells their voice from the assistant's own (the playback is
+          the reference); once ``[bargein] min_speech_ms`` of it is heard, playback
+          stops, the reply's LLM and TTS work is cancelled, the history keeps what
+          was spoken (marked interrupted) and what the wearer says is the next turn;
+        * ``half_duplex``: the microphone is ignored while replying, so the
+          assistant never answers its own voice;
+        * neither (files): it is listened to and its turn answered after the current one.
+
+        ``listen_mode`` (``wake``, ``tap``, ``always``; default ``[listen] mode``,
+        where auto is always) says what opens a turn: see :mod:`.controller`.
 
         ``sequential`` is the plain pipeline the benchmark compares against: a
         fixed silence timeout (``end_silence_ms``), then transcribe the whole
@@ -199,36 +223,124 @@ class Assistant:
         ``max_turns`` closes the source once that many turns have been answered.
         ``camera`` answers "what am I looking at", "read this" and "take a photo"
         (with a frame captured after the question); a tap on ``buttons`` asks
-        about the current view.
+        about the current view in always mode (a double tap in the other modes,
+        where a tap means "listen", a long press "listen while held", and a tap
+        during a reply stops it).
         """
         assert self.vad is not None and self.stt is not None, "call load() first"
-        vcfg = self.config.vad
+        vcfg, lcfg, bcfg = self.config.vad, self.config.listen, self.config.bargein
+        mode = listen_mode or (lcfg.mode if lcfg.mode != "auto" else "always")
         detector = EndOfTurnDetector(
             min_speech_ms=vcfg.min_speech_ms, pause_ms=vcfg.pause_ms,
             end_silence_ms=vcfg.end_silence_ms, pre_roll_ms=vcfg.pre_roll_ms,
             max_utterance_ms=int(vcfg.max_utterance_s * 1000),
         )
+        ctl = TurnController(
+            mode, barge_in=BargeInPolicy(enabled=barge_in, min_speech_ms=bcfg.min_speech_ms,
+                                         window_ms=bcfg.window_ms),
+            follow_up_s=lcfg.follow_up_s, listen_timeout_s=lcfg.timeout_s, watchdog_s=lcfg.watchdog_s,
+        )
+        self.controller = ctl
+        out = sink if isinstance(sink, ReferenceSink) else ReferenceSink(sink)
+        guard = EchoGuard(out.timeline, max_delay_ms=bcfg.echo_max_delay_ms, margin_db=bcfg.echo_margin_db,
+                          initial_coupling_db=bcfg.echo_initial_db) if barge_in else None
+        self.echo_guard = guard
+        wake = self.wake_detector() if mode == "wake" else None
+        if wake is not None:
+            await self._call("vad", wake.reset)
+        recent: deque[np.ndarray] = deque(maxlen=max(1, -(-lcfg.wake_pre_roll_ms // 32)))
+        queue_mode = not barge_in and not half_duplex and mode == "always"
         await self._call("vad", self.vad.reset)
         traces: list[TurnTrace] = []
-        turns: asyncio.Queue[tuple[TurnEnded | str, float | None, _Speculation | None] | None] = asyncio.Queue()
+        turns: asyncio.Queue[tuple[TurnEnded | str, float | None, _Speculation | None, str | None] | None] = (
+            asyncio.Queue())
         busy = asyncio.Event()
+        state = _ListenState()
 
         async def answer_turns() -> None:
             while (item := await turns.get()) is not None:
                 busy.set()
+                reply = _Reply()
+                state.reply = reply
+                out.unmute()
+                task = asyncio.ensure_future(self._answer(
+                    *item, sink=out, sequential=sequential, camera=camera, reply=reply))
+                state.task = task
                 try:
-                    trace = await self._answer(*item, sink=sink, sequential=sequential, camera=camera)
+                    trace = await task
                 finally:
                     busy.clear()
+                    state.reply, state.task = None, None
+                ctl.reply_done(time.monotonic())
                 traces.append(trace)
                 if on_turn is not None:
                     on_turn(trace)
                 if max_turns is not None and len(traces) >= max_turns:
                     await source.close()
 
+        def submit(ended: TurnEnded | str, t: float) -> None:
+            """A turn ended: answer it if the controller says it counts."""
+            if isinstance(ended, str):
+                turns.put_nowait((ended, None, None, None))
+                return
+            by = ctl.armed_by
+            if ctl.turn_ended(t) or queue_mode:
+                strip = wake.phrase if wake is not None and by == "wake" else None
+                turns.put_nowait((ended, state.speech_start, state.speculation, strip))
+            else:
+                self.stats.dropped_turns += 1  # heard while not listening (a cough over a reply)
+                if state.speculation is not None:
+                    state.speculation.discard()
+            state.speculation, state.speech_start = None, None
+
+        async def interrupt(action: Interrupt) -> None:
+            """Stop the reply: nothing more is played, playback stops, the work is cancelled."""
+            reply = state.reply
+            if reply is None or reply.interrupted:
+                return
+            now = time.monotonic()
+            reply.interrupted, reply.reason, reply.decided_t = True, action.reason, action.t
+            out.mute()  # a phrase synthesised from here on is dropped, never played
+            out.timeline.truncate(now)
+            reply.stopped_t = now
+            if state.task is not None:
+                state.task.cancel()
+            await out.flush()
+            reply.flushed_t = time.monotonic()
+            self.interruptions.append({"reason": action.reason, "decided_t": action.t, "stopped_t": now,
+                                       "flushed_t": reply.flushed_t})
+
+        async def act(actions: list[Any], t: float) -> None:
+            for action in actions:
+                if isinstance(action, Arm):
+                    if state.speculation is not None:
+                        state.speculation.discard()
+                    state.speculation, state.speech_start = None, None
+                    # What was just heard (the wake word and maybe the request's first words) is pre-roll.
+                    detector.prime(list(recent))
+                elif isinstance(action, Disarm):
+                    if state.speculation is not None:
+                        state.speculation.discard()
+                    state.speculation, state.speech_start = None, None
+                    detector.reset()
+                elif isinstance(action, Interrupt):
+                    await interrupt(action)
+                elif isinstance(action, EndTurn):
+                    for event in detector.finish(t):
+                        if isinstance(event, TurnEnded):
+                            submit(event, t)
+                elif isinstance(action, AskView) and self.vision is not None:
+                    submit(BUTTON_QUESTION, t)
+
+        async def listen_buttons() -> None:
+            assert buttons is not None
+            async for event in buttons:
+                kind = getattr(event, "kind", None)
+                if isinstance(kind, str):
+                    await act(ctl.button(kind, time.monotonic()), time.monotonic())
+
         worker = asyncio.create_task(answer_turns())
-        button_task = asyncio.create_task(self._listen_buttons(buttons, turns)) if buttons is not None else None
-        state = _ListenState()
+        button_task = asyncio.create_task(listen_buttons()) if buttons is not None else None
         min_end_chunks = -(-vcfg.min_end_silence_ms // 32)  # ceil: at least that much silence
 
         def end_early(t_end: float) -> None:
@@ -239,30 +351,47 @@ class Assistant:
             ended = detector.end_now(t_end)
             if ended is not None:
                 self.stats.early_ends += 1
-                turns.put_nowait((dataclasses.replace(ended, early=True), state.speech_start, spec))
-                state.speculation, state.speech_start = None, None
+                submit(dataclasses.replace(ended, early=True), t_end)
 
         last_t = time.monotonic()
         try:
             async for chunk in source.chunks():
                 self.stats.chunks += 1
-                last_t = chunk.t_end
+                last_t = t = chunk.t_end
                 if worker.done():
                     worker.result()  # re-raise a crash of the turn worker here
-                if half_duplex and (busy.is_set() or not turns.empty()):
+                await act(ctl.tick(t), t)
+                replying = busy.is_set() or not turns.empty()
+                if half_duplex and replying:
                     self.stats.ignored_chunks += 1
                     if detector.state != "idle":
                         detector.reset()
                         await self._call("vad", self.vad.reset)
                     continue
+                if not ctl.armed and not ctl.replying and not replying:
+                    # Waiting for the wake word or a tap: nothing heard now becomes a turn.
+                    recent.append(chunk.samples)
+                    if wake is not None and ctl.wants_wake_word:
+                        if await self._call("vad", wake.process, chunk.samples):
+                            self.stats.wake_words += 1
+                            await act(ctl.wake(t), t)
+                    continue
+                recent.append(chunk.samples)
                 prob = await self._call("vad", self.vad, chunk.samples)
-                for event in detector.process(chunk.samples, prob >= vcfg.threshold, chunk.t_end):
+                voiced = prob >= vcfg.threshold
+                if guard is not None and voiced:
+                    voiced = guard.is_wearer(chunk.samples, t)
+                if ctl.replying:
+                    await act(ctl.voice(t, voiced), t)
+                for event in detector.process(chunk.samples, voiced, t):
                     if isinstance(event, SpeechStarted):
                         state.speech_start = event.t
+                        ctl.speech_started(t)
                     elif isinstance(event, SpeechPaused):
                         # Transcribe what we have now; if the wearer really has finished,
                         # the transcript is ready (or nearly) when the turn ends.
-                        if self.config.stt.speculative and not sequential and not busy.is_set() and turns.empty():
+                        free = (not busy.is_set() or (state.reply is not None and state.reply.interrupted))
+                        if self.config.stt.speculative and not sequential and free and turns.empty():
                             state.speculation = spec = self._speculate(event.audio)
                             # Decide the moment the transcript is ready, not at the next chunk.
                             spec.future.add_done_callback(
@@ -273,12 +402,11 @@ class Assistant:
                             state.speculation.discard()
                             state.speculation = None
                     elif isinstance(event, TurnEnded):
-                        await turns.put((event, state.speech_start, state.speculation))
-                        state.speculation, state.speech_start = None, None
-                end_early(chunk.t_end)
+                        submit(event, t)
+                end_early(t)
             for event in detector.finish(last_t):
                 if isinstance(event, TurnEnded):
-                    await turns.put((event, state.speech_start, state.speculation))
+                    submit(event, last_t)
         finally:
             if button_task is not None:
                 button_task.cancel()
@@ -287,11 +415,15 @@ class Assistant:
                 await worker
         return traces
 
-    async def _listen_buttons(self, buttons: AsyncIterator[Any], turns: asyncio.Queue[Any]) -> None:
-        """A tap on the glasses asks about the current view, like "what am I looking at?"."""
-        async for event in buttons:
-            if getattr(event, "kind", None) == "tap" and self.vision is not None:
-                await turns.put((BUTTON_QUESTION, None, None))
+    def wake_detector(self) -> WakeWordDetector:
+        """The wake word detector of ``[listen] wake_word`` (loaded once, on first use)."""
+        lcfg = self.config.listen
+        if self._wake is None or self._wake.wake_word != lcfg.wake_word:
+            t0 = time.perf_counter()
+            self._wake = WakeWordDetector(lcfg.wake_word, threshold=lcfg.wake_threshold or None)
+            self.stats.load_s["wake"] = round(time.perf_counter() - t0, 3)
+            self.model_ids["wake"] = f"microwakeword {lcfg.wake_word}"
+        return self._wake
 
     def _speculate(self, audio: np.ndarray) -> _Speculation:
         assert self.stt is not None
@@ -305,8 +437,9 @@ class Assistant:
         return _Speculation(future, cancel, len(audio), started)
 
     async def _answer(
-        self, ended: TurnEnded | str, speech_start: float | None, speculation: _Speculation | None, *,
-        sink: AudioSink, sequential: bool = False, camera: Camera | None = None,
+        self, ended: TurnEnded | str, speech_start: float | None, speculation: _Speculation | None,
+        strip: str | None = None, *, sink: AudioSink, sequential: bool = False, camera: Camera | None = None,
+        reply: _Reply | None = None,
     ) -> TurnTrace:
         if isinstance(ended, str):  # a button press: a question with no speech
             return await self._answer_button(ended, sink, camera)
@@ -319,8 +452,13 @@ class Assistant:
         if speech_start is not None:
             trace.span("microphone", "wearer speaking", speech_start, ended.speech_end_t)
         trace.span("microphone", "end-of-turn wait", ended.speech_end_t, ended.detected_t)
+        if self.config.listen.debug_recording:
+            # Only when the wearer has turned debug recording on: otherwise no audio is kept.
+            await asyncio.to_thread(_record_turn, self.config.listen.debug_recording, trace.turn, ended.audio)
         try:
             transcript = await self._transcribe(ended, speculation, trace)
+            if strip:
+                transcript = dataclasses.replace(transcript, text=strip_wake_phrase(transcript.text, strip))
             trace.transcript, trace.language = transcript.text, transcript.language
             if transcript.is_empty:
                 trace.outcome = "no-speech"
@@ -333,7 +471,10 @@ class Assistant:
             else:
                 await self.respond(transcript.text, sink, trace)
         except asyncio.CancelledError:
-            raise
+            if reply is None or not reply.interrupted:
+                raise
+            # The wearer interrupted: keep what was actually heard, marked as interrupted.
+            self._interrupted(trace, reply)
         except AssistantError as err:
             trace.outcome, trace.error = "error", str(err)
             self.stats.errors += 1
@@ -343,6 +484,28 @@ class Assistant:
             self.stats.errors += 1
             log.exception("turn %d failed", trace.turn)
         return trace
+
+    def _interrupted(self, trace: TurnTrace, reply: _Reply) -> None:
+        """Cut the reply where playback stopped; the history keeps only that, marked interrupted."""
+        stopped = reply.stopped_t if reply.stopped_t is not None else time.monotonic()
+        spoken: list[str] = []
+        for track, label, start, end in trace.spans:
+            if track != "speaker" or start >= stopped:
+                continue
+            if end <= stopped:
+                spoken.append(label)
+            else:  # the phrase being played: keep the words said so far (by time, word by word)
+                words = label.split()
+                spoken.append(" ".join(words[: int(len(words) * (stopped - start) / (end - start))]))
+        trace.interrupted = True
+        trace.outcome = "interrupted"
+        trace.reply = " ".join(p for p in spoken if p)
+        trace.reply_done = stopped
+        trace.barge_in = {"reason": reply.reason, "decided": reply.decided_t, "stopped": stopped,
+                          "generated": " ".join(trace.phrases)}
+        if trace.transcript:
+            self.conversation.add(trace.transcript, trace.reply, interrupted=True)
+        self.stats.interrupted += 1
 
     async def _transcribe(
         self, ended: TurnEnded, speculation: _Speculation | None, trace: TurnTrace
@@ -534,12 +697,34 @@ class Assistant:
         return trace
 
 
+def _record_turn(folder: str, turn: int, audio: np.ndarray) -> None:
+    """Debug recording (opt-in): one turn's microphone audio as a WAV."""
+    path = Path(folder).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    write_wav(path / f"turn-{turn:04d}.wav", audio, 16_000)
+
+
 @dataclass
 class _ListenState:
     """What the listening side knows about the turn in progress."""
 
     speculation: _Speculation | None = None
     speech_start: float | None = None
+    reply: _Reply | None = None
+    task: asyncio.Future[TurnTrace] | None = None
+
+
+@dataclass
+class _Reply:
+    """The reply in progress (one per turn): whether and when the wearer interrupted it."""
+
+    interrupted: bool = False
+    reason: str = ""
+    decided_t: float | None = None
+    """Capture time of the chunk on which the barge-in was decided."""
+    stopped_t: float | None = None
+    """When playback was stopped (monotonic)."""
+    flushed_t: float | None = None
 
 
 @dataclass

@@ -43,8 +43,11 @@ class TurnTrace:
     """For a vision turn: intent, detected labels, facts, text read, problem, photo, timings."""
     capped: bool = False
     interrupted: bool = False
+    """The wearer talked over the reply (or tapped): ``reply`` is only what was heard before the stop."""
+    barge_in: dict[str, object] | None = None
+    """For an interrupted reply: reason, when it was decided and stopped, and the whole generated text."""
     outcome: str = "answered"
-    """answered | no-speech | error"""
+    """answered | interrupted | no-speech | error"""
     error: str | None = None
 
     def span(self, track: str, label: str, start: float, end: float) -> None:
@@ -79,8 +82,9 @@ class TurnTrace:
     def summary(self) -> str:
         """A few readable lines for the console."""
         lines = [f"turn {self.turn}: you said: {self.transcript!r}"]
-        if self.outcome == "answered":
-            lines.append(f"  assistant: {self.reply!r}")
+        if self.outcome in ("answered", "interrupted"):
+            cut = " [interrupted]" if self.interrupted else ""
+            lines.append(f"  assistant: {self.reply!r}{cut}")
             stages = self.stage_ms()
             parts = " · ".join(f"{k.replace('_', '-')} {v:.0f}" for k, v in stages.items() if v is not None)
             v2v = self.voice_to_voice_ms

@@ -79,13 +79,18 @@ class EndOfTurnDetector:
         self._pause = max(1, round(pause_ms / chunk_ms))
         self._end = max(self._pause, round(end_silence_ms / chunk_ms))
         self._max = max(1, int(max_utterance_ms / chunk_ms))
-        self._pre_roll: deque[np.ndarray] = deque(maxlen=max(0, round(pre_roll_ms / chunk_ms)) or 1)
-        self._keep_pre_roll = pre_roll_ms > 0
+        self._chunk_ms = chunk_ms
+        self._pre_roll_len = max(0, round(pre_roll_ms / chunk_ms)) or 1
+        self._pre_roll: deque[np.ndarray] = deque(maxlen=self._pre_roll_len)
+        self._wants_pre_roll = pre_roll_ms > 0
         self.reset()
 
     def reset(self) -> None:
         """Forget everything: back to waiting for speech."""
         self.state = "idle"  # idle | onset | speech | capped
+        self._keep_pre_roll = self._wants_pre_roll
+        if self._pre_roll.maxlen != self._pre_roll_len:
+            self._pre_roll = deque(maxlen=self._pre_roll_len)
         self._pre_roll.clear()
         self._onset: list[np.ndarray] = []
         self._onset_t = 0.0
@@ -93,6 +98,18 @@ class EndOfTurnDetector:
         self._silence = 0
         self._paused = False
         self._speech_end_t = 0.0
+
+    def prime(self, chunks: list[np.ndarray]) -> None:
+        """Start afresh with ``chunks`` (the audio just heard) as a longer pre-roll.
+
+        After a wake word the request may follow without a pause: the words said
+        while the wake word was still being recognised are in ``chunks``, and go
+        to the front of the turn if speech starts at once. As the wearer stays
+        silent, newer audio pushes them out like any pre-roll.
+        """
+        self.reset()
+        self._pre_roll = deque(chunks, maxlen=max(self._pre_roll_len, len(chunks)) or 1)
+        self._keep_pre_roll = True
 
     @property
     def in_speech(self) -> bool:

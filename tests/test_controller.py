@@ -1,0 +1,164 @@
+"""The turn controller: pure logic, driven with plain times (no audio, no models, no clock)."""
+
+from __future__ import annotations
+
+import pytest
+
+from glasses_assistant.audio.echo import EchoGuard, PlaybackTimeline
+from glasses_assistant.controller import (
+    Arm,
+    AskView,
+    BargeInPolicy,
+    Disarm,
+    EndTurn,
+    Interrupt,
+    TurnController,
+    strip_wake_phrase,
+)
+
+C = 0.032  # one chunk
+
+
+def replying(mode: str = "wake", **kw: object) -> TurnController:
+    ctl = TurnController(mode, **kw)  # type: ignore[arg-type]
+    if mode != "always":
+        ctl.button("tap", 0.0)
+    ctl.speech_started(0.5)
+    assert ctl.turn_ended(1.0)
+    assert ctl.state == "replying"
+    return ctl
+
+
+def feed(ctl: TurnController, t0: float, flags: list[bool]) -> list[object]:
+    out: list[object] = []
+    for i, f in enumerate(flags):
+        out += ctl.voice(t0 + i * C, f)
+    return out
+
+
+def test_wake_mode_ignores_speech_until_the_wake_word() -> None:
+    ctl = TurnController("wake")
+    assert not ctl.armed and ctl.wants_wake_word
+    assert not ctl.turn_ended(1.0)  # a sentence without the wake word is not a turn
+    assert ctl.wake(2.0) == [Arm("wake")] and ctl.armed and ctl.armed_by == "wake"
+    ctl.speech_started(2.1)
+    assert ctl.turn_ended(3.0) and ctl.state == "replying"
+
+
+def test_wake_word_while_listening_or_replying_means_nothing_more() -> None:
+    ctl = TurnController("wake")
+    ctl.wake(1.0)
+    assert ctl.wake(1.5) == []
+    ctl.speech_started(1.6)
+    ctl.turn_ended(2.0)
+    assert ctl.wake(2.5) == [] and ctl.state == "replying"
+
+
+def test_tap_mode_never_wants_the_wake_word_and_a_tap_arms() -> None:
+    ctl = TurnController("tap")
+    assert not ctl.wants_wake_word and ctl.wake(1.0) == []
+    assert ctl.button("tap", 1.0) == [Arm("tap")]
+    # A tap while already listening: still listening, timeout restarted.
+    assert ctl.button("tap", 5.0) == [] and ctl.state == "listening" and ctl.deadline == pytest.approx(13.0)
+
+
+def test_listening_times_out_without_speech() -> None:
+    ctl = TurnController("tap", listen_timeout_s=8.0)
+    ctl.button("tap", 0.0)
+    assert ctl.tick(7.9) == []
+    assert ctl.tick(8.0) == [Disarm("timeout")] and ctl.state == "idle"
+
+
+def test_follow_up_window_after_an_answer() -> None:
+    ctl = replying("wake", follow_up_s=6.0)
+    ctl.reply_done(5.0)
+    assert ctl.state == "follow_up" and ctl.armed
+    ctl.speech_started(7.0)  # within the window: no wake word needed
+    assert ctl.tick(12.0) == []  # the wearer is still speaking when the window would close
+    assert ctl.turn_ended(12.5) and ctl.armed_by == "follow-up"
+    ctl.reply_done(14.0)
+    assert ctl.tick(20.1) == [Disarm("timeout")] and not ctl.armed
+
+
+def test_long_press_is_push_to_talk() -> None:
+    ctl = TurnController("wake")
+    assert ctl.button("long_press_start", 1.0) == [Arm("hold")]
+    ctl.speech_started(1.2)
+    assert ctl.button("long_press_end", 3.0) == [EndTurn(3.0)]
+    assert ctl.turn_ended(3.0)
+
+
+def test_barge_in_needs_the_minimum_speech() -> None:
+    ctl = replying(barge_in=BargeInPolicy(min_speech_ms=200, window_ms=350))
+    # A cough: three voiced chunks (96 ms), then quiet: ignored.
+    assert feed(ctl, 2.0, [True] * 3 + [False] * 20) == [] and ctl.state == "replying"
+    # Speech with a short gap between syllables: counts once 200 ms of voice is heard.
+    out = feed(ctl, 4.0, [True, True, True, False, True, True, True, True])
+    assert out and isinstance(out[0], Interrupt) and out[0].reason == "speech"
+    assert ctl.state == "listening" and ctl.in_speech  # what the wearer says is the next turn
+    assert ctl.turn_ended(5.0)
+
+
+def test_half_duplex_never_interrupts() -> None:
+    ctl = replying(barge_in=BargeInPolicy(enabled=False))
+    assert feed(ctl, 2.0, [True] * 100) == [] and ctl.state == "replying"
+
+
+def test_tap_while_replying_stops_and_listens() -> None:
+    ctl = replying("tap")
+    assert ctl.button("tap", 2.0) == [Interrupt(2.0, "tap"), Arm("tap")]
+
+
+def test_always_mode_tap_asks_about_the_view_double_tap_everywhere() -> None:
+    assert TurnController("always").button("tap", 1.0) == [AskView(1.0)]
+    assert TurnController("wake").button("double_tap", 1.0) == [AskView(1.0)]
+    assert TurnController("always").armed
+
+
+def test_watchdog_returns_a_stuck_reply_to_idle() -> None:
+    ctl = replying("wake", watchdog_s=60.0)
+    assert ctl.tick(30.0) == []
+    assert ctl.tick(61.0) == [Interrupt(61.0, "watchdog"), Disarm("watchdog")] and ctl.state == "idle"
+
+
+def test_unknown_button_and_bad_mode() -> None:
+    assert TurnController("wake").button("triple_tap", 1.0) == []
+    with pytest.raises(ValueError):
+        TurnController("sometimes")
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("Hey Jarvis, what time is it?", "what time is it?"),
+    ("Jarvis. What is the capital of France?", "What is the capital of France?"),
+    ("What is the capital of France?", "What is the capital of France?"),
+])
+def test_strip_wake_phrase(text: str, want: str) -> None:
+    assert strip_wake_phrase(text, "hey jarvis") == want
+
+
+def test_echo_guard_rejects_the_echo_and_passes_the_wearer() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    clock = {"t": 100.0}
+    tl = PlaybackTimeline(clock=lambda: clock["t"])
+    played = (0.3 * rng.standard_normal(16_000 * 4)).astype(np.float32)
+    tl.append(played, 16_000, now=100.0)
+    guard = EchoGuard(tl, margin_db=6.0)
+    delay, gain = 0.010, 10 ** (-15 / 20)
+    echo_only, wearer = [], []
+    for i in range(1, 100):
+        t_end = 100.0 + i * C
+        n0 = int((t_end - C - delay - 100.0) * 16_000)
+        echo = gain * played[max(0, n0) : n0 + 512] if n0 >= 0 else np.zeros(512, np.float32)
+        if len(echo) < 512:
+            continue
+        echo_only.append(guard.is_wearer(echo.astype(np.float32), t_end))
+        voice = (0.3 * rng.standard_normal(512)).astype(np.float32)
+        if i > 40:
+            wearer.append(guard.is_wearer((echo + voice).astype(np.float32), t_end))
+    assert not any(echo_only)
+    assert guard.delay_s == pytest.approx(delay, abs=0.002)
+    assert sum(wearer) >= 0.9 * len(wearer)
+    # Nothing playing: everything may be the wearer.
+    assert guard.is_wearer(np.ones(512, np.float32) * 0.1, 200.0)
