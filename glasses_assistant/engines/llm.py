@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from ..config import LlmConfig
 from ..errors import ModelError
 
 Message = dict[str, str]
+log = logging.getLogger("glasses_assistant")
 
 
 @contextlib.contextmanager
@@ -73,6 +75,13 @@ class LlamaEngine:
             )
         self.model_path = model_path
         self.n_ctx = self._llm.n_ctx()
+        if cfg.gpu_layers != 0:
+            import llama_cpp
+
+            if not llama_cpp.llama_supports_gpu_offload():
+                # Not an error (the CPU still answers), but the user asked for a GPU they are not getting.
+                log.warning("--llm-gpu-layers %d asked for, but this llama-cpp-python was built without GPU "
+                            "support: running on the CPU (docs/gpu.md shows the CUDA build)", cfg.gpu_layers)
         self.architecture = meta.get("general.architecture", "?")
 
     def count_tokens(self, messages: list[Message]) -> int:

@@ -51,6 +51,17 @@ class WhisperEngine:
         except (RuntimeError, ValueError, OSError) as err:
             raise ModelError(f"cannot load Whisper model {model_dir}: {str(err).splitlines()[0]}") from None
         self.multilingual = bool(self._model.model.is_multilingual)
+        if cfg.device != "cpu":
+            # CTranslate2 loads its CUDA libraries lazily: without this, a missing cuBLAS
+            # (the PyPI wheel wants CUDA 12's) surfaces at the wearer's first question.
+            try:
+                self._model.transcribe(np.zeros(16_000, np.float32), language="en" if not self.multilingual
+                                       else None, without_timestamps=True)
+            except RuntimeError as err:
+                raise ModelError(
+                    f"Whisper cannot run on --stt-device {cfg.device}: {str(err).splitlines()[0]} "
+                    "(use --stt-device cpu, or see docs/gpu.md)"
+                ) from None
         if cfg.language not in (None, "en") and not self.multilingual:
             raise ModelError(
                 f"Whisper model {model_dir} is English-only; --stt-language {cfg.language} needs a "
