@@ -8,8 +8,10 @@ out of the glasses' speaker.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,22 @@ def test_unreachable_glasses_is_one_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "cannot reach the glasses at tcp://127.0.0.1:9" in result.stderr
+
+
+def test_virtual_glasses_die_with_the_assistant() -> None:
+    """A `run --sim` killed with SIGKILL must not leave its glasses-sim running."""
+    code = ("from glasses_assistant.audio.bridge import VirtualGlasses; import time; v = VirtualGlasses([]); "
+            "v.start(); print(v.proc.pid, flush=True); time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    sim_pid = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait()
+    for _ in range(50):
+        try:
+            os.kill(sim_pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(sim_pid, 9)
+    raise AssertionError("glasses-sim outlived the assistant that started it")

@@ -108,6 +108,17 @@ class BridgeSink:
         """The client is closed by whoever opened it."""
 
 
+def _die_with_parent() -> None:
+    """In the child: be sent SIGTERM when the assistant dies, even by SIGKILL (Linux prctl)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: stop() still ends it on every normal exit
+
+
 class VirtualGlasses:
     """Runs `glasses-sim` as a separate process and gives its URL.
 
@@ -138,7 +149,7 @@ class VirtualGlasses:
     def start(self, timeout: float = 30.0) -> str:
         self.proc = subprocess.Popen(
             self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None
