@@ -13,7 +13,7 @@ MODELS_STAMP := $(VENV)/.models
 NPROC  := $(shell nproc 2>/dev/null || echo 2)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all run run-sim test bench models system-deps clean help
+.PHONY: all run run-sim test hil bench models system-deps clean help
 
 all: run
 
@@ -21,6 +21,7 @@ help:
 	@echo "make run     set up and answer the bundled spoken question (reply in out/reply.wav)"
 	@echo "make run-sim the same question through the virtual glasses (glasses-sim) over the bridge"
 	@echo "make test    set up and run every test (unit and end-to-end with the real models)"
+	@echo "make hil     the hardware-in-the-loop scenarios on the virtual glasses (JUnit: out/hil.xml)"
 	@echo "make bench   voice-to-voice latency benchmark (out/bench.json)"
 	@echo "make models  fetch and verify the model catalogue into the model cache"
 
@@ -48,7 +49,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python system-deps
 	@echo "installing the assistant and its dependencies (llama-cpp-python compiles on first install: ~10-15 min)"
-	CMAKE_BUILD_PARALLEL_LEVEL=$(NPROC) $(BIN)/python -m pip install --progress-bar on -e '.[test]'
+	CMAKE_BUILD_PARALLEL_LEVEL=$(NPROC) $(BIN)/python -m pip install --progress-bar on -e '.[test,hil]'
 	@touch $@
 
 $(MODELS_STAMP): $(STAMP) models/manifest.toml
@@ -65,6 +66,10 @@ run-sim: $(MODELS_STAMP)
 
 test: $(MODELS_STAMP)
 	$(BIN)/python -m pytest
+
+hil: $(MODELS_STAMP)
+	@mkdir -p out
+	$(BIN)/python -m pytest scenarios/ --glasses=sim --junitxml=out/hil.xml
 
 bench: $(MODELS_STAMP)
 	$(BIN)/glasses-assistant bench --json out/bench.json

@@ -1,4 +1,4 @@
-"""The `glasses-assistant` command: run, bench, models, say, transcribe."""
+"""The `glasses-assistant` command: run, bench, models, say, transcribe, doctor."""
 
 from __future__ import annotations
 
@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_vision_parser(sub)
     add_device_parser(sub)
+
+    doc = sub.add_parser("doctor", help="what each stage will run on here (CPU/GPU, audio, remote server, models)")
+    doc.add_argument("--json", action="store_true", help="as JSON")
+    _add_common(doc)
+    add_stage_flags(doc)
 
     tr = sub.add_parser("transcribe", help="transcribe a WAV file with the STT model")
     tr.add_argument("wav", type=Path)
@@ -384,7 +389,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
                      compare=args.compare, ablate=args.ablate, barge_in=args.barge_in)
 
 
-COMMANDS = {"run": cmd_run, "models": cmd_models, "say": cmd_say, "transcribe": cmd_transcribe,
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import format_table, run_checks, to_json
+
+    checks = run_checks(_config(args))
+    print(to_json(checks) if args.json else format_table(checks))
+    return 1 if any(c.status == "fail" for c in checks) else 0
+
+
+COMMANDS = {"doctor": cmd_doctor, "run": cmd_run, "models": cmd_models, "say": cmd_say, "transcribe": cmd_transcribe,
             "bench": cmd_bench, "vision": cmd_vision, "device": cmd_device}
 
 
@@ -398,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # Privacy: what is sent to a server is always shown, one line per request.
+    logging.getLogger("glasses_assistant.remote").setLevel(logging.INFO)
     try:
         return COMMANDS[args.command](args)
     except AssistantError as err:

@@ -177,6 +177,8 @@ class TtsConfig:
     """Output gain, 0..2."""
     first_phrase_words: int = 4
     """The first phrase is spoken as soon as a clause of this many words is complete."""
+    device: str = "cpu"
+    """cpu, or cuda (needs onnxruntime-gpu; see docs/gpu.md)."""
     noise_scale: float | None = None
     """Piper's voice variation (None: the voice's own); 0 with noise_w 0 makes speech repeatable."""
     noise_w: float | None = None
@@ -190,6 +192,7 @@ class TtsConfig:
             1 <= self.first_phrase_words <= 30, "--tts-first-phrase-words", "must be 1..30",
             self.first_phrase_words,
         )
+        _check(self.device in ("cpu", "cuda"), "--tts-device", "must be cpu or cuda", self.device)
         for name in ("noise_scale", "noise_w"):
             value = getattr(self, name)
             _check(value is None or 0.0 <= value <= 2.0, f"--tts-{name.replace('_', '-')}", "must be 0..2", value)
@@ -286,6 +289,51 @@ class BargeInConfig:
                self.echo_initial_db)
 
 
+@dataclass(frozen=True)
+class RemoteConfig:
+    """A bigger LLM on a server that speaks the OpenAI chat API (llama.cpp, vLLM, Ollama). Off by default."""
+
+    policy: str = "local"
+    """local (nothing is ever sent: the default), remote (every question), or escalate (local first; long,
+    multi-step or "ask the big model" questions go to the server)."""
+    url: str | None = None
+    """The server's OpenAI-compatible base URL, e.g. http://192.168.1.20:8080/v1."""
+    model: str | None = None
+    """Model name sent to the server (vLLM and Ollama need one; llama.cpp's servers ignore it)."""
+    api_key: str | None = None
+    """Sent as a Bearer token when set (never logged)."""
+    first_token_timeout_s: float = 3.0
+    """No first token within this (from the request) means the local model answers instead."""
+    stall_timeout_s: float = 2.0
+    """No new token within this, once the answer has started, counts as the server lost."""
+    filler_after_s: float = 1.0
+    """Say the filler when the server's first token is this late (0: never)."""
+    filler: str = "One moment."
+    """What the wearer hears while waiting for a late server."""
+    max_tokens: int = 120
+    """Longest reply asked of the server."""
+    escalate_words: int = 25
+    """escalate: a question of more words than this goes to the server."""
+    vision: bool = False
+    """Let the server phrase what the camera saw (only the detector's text is sent, never a frame)."""
+
+    def __post_init__(self) -> None:
+        _check(self.policy in ("local", "remote", "escalate"), "--remote-policy",
+               "must be local, remote or escalate", self.policy)
+        _check(self.policy == "local" or bool(self.url), "--remote-url",
+               f"is needed for --remote-policy {self.policy}", self.url)
+        if self.url is not None:
+            _check(self.url.startswith(("http://", "https://")), "--remote-url",
+                   "must start with http:// or https://", self.url)
+        _check(0.1 <= self.first_token_timeout_s <= 120.0, "--remote-first-token-timeout-s", "must be 0.1..120",
+               self.first_token_timeout_s)
+        _check(0.1 <= self.stall_timeout_s <= 120.0, "--remote-stall-timeout-s", "must be 0.1..120",
+               self.stall_timeout_s)
+        _check(0.0 <= self.filler_after_s <= 60.0, "--remote-filler-after-s", "must be 0..60", self.filler_after_s)
+        _check(8 <= self.max_tokens <= 4096, "--remote-max-tokens", "must be 8..4096", self.max_tokens)
+        _check(1 <= self.escalate_words <= 1000, "--remote-escalate-words", "must be 1..1000", self.escalate_words)
+
+
 STAGES: dict[str, type] = {
     "mic": MicConfig,
     "vad": VadConfig,
@@ -295,6 +343,7 @@ STAGES: dict[str, type] = {
     "vision": VisionConfig,
     "listen": ListenConfig,
     "bargein": BargeInConfig,
+    "remote": RemoteConfig,
 }
 
 
@@ -310,6 +359,7 @@ class Config:
     vision: VisionConfig = field(default_factory=VisionConfig)
     listen: ListenConfig = field(default_factory=ListenConfig)
     bargein: BargeInConfig = field(default_factory=BargeInConfig)
+    remote: RemoteConfig = field(default_factory=RemoteConfig)
     models_dir: str | None = None
     """Model cache folder (default ~/.cache/glasses-assistant/models)."""
 

@@ -30,10 +30,11 @@ from .audio.vad import SileroVad
 from .audio.wakeword import WakeWordDetector
 from .camera import Camera
 from .catalog import Catalogue, ModelEntry, load_catalogue
-from .config import Config
+from .config import Config, RemoteConfig
 from .controller import Arm, AskView, BargeInPolicy, Disarm, EndTurn, Interrupt, TurnController, strip_wake_phrase
 from .conversation import Conversation
 from .engines.llm import LlamaEngine
+from .engines.remote import RemoteError, RemoteLlm
 from .engines.stt import Transcript, WhisperEngine
 from .engines.tts import PiperEngine
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from .vision import VisionService
 from .errors import AssistantError, ModelError
 from .phrases import PhraseChunker, clean_for_speech, is_speakable
+from .router import REMOTE, Route, decide
 from .trace import TurnTrace
 from .turn import EndOfTurnDetector, SpeechPaused, SpeechResumed, SpeechStarted, TurnEnded, sounds_finished
 from .vision.intents import match_vision_intent
@@ -49,6 +51,8 @@ log = logging.getLogger("glasses_assistant")
 
 NO_ANSWER = "Sorry, I don't have an answer to that."
 BUTTON_QUESTION = "What am I looking at?"
+REMOTE_LOST = "I lost the server, so here is my own answer."
+"""Said when the server dies mid-answer after some of its phrases were spoken: the local model answers anew."""
 
 
 def resolve_model(catalogue: Catalogue, role: str, wanted: str | None) -> tuple[Path, str]:
@@ -96,6 +100,9 @@ class Assistant:
         self.vad: SileroVad | None = None
         self.stt: WhisperEngine | None = None
         self.llm: LlamaEngine | None = None
+        self.remote: RemoteLlm | None = None
+        """The server's LLM when ``[remote] policy`` is not local; None means nothing is ever sent."""
+        self.configure_remote(config.remote)
         self.tts: PiperEngine | None = None
         self.vision: VisionService | None = None
         self.model_ids: dict[str, str] = {}
@@ -176,6 +183,16 @@ class Assistant:
         detector = self.vision.detector
         self.model_ids["vision"] = (getattr(detector, "model_id", None) or "detector") + (
             " + rapidocr" if vcfg.ocr else "")
+
+    def configure_remote(self, cfg: RemoteConfig) -> None:
+        """Use these ``[remote]`` settings from the next turn on (nothing connects until a question is routed)."""
+        self.config = dataclasses.replace(self.config, remote=cfg)
+        self.remote = None if cfg.policy == "local" or not cfg.url else RemoteLlm(
+            cfg, temperature=self.config.llm.temperature)
+
+    def route(self, question: str) -> Route:
+        """Where ``question`` goes (see :mod:`.router`)."""
+        return decide(question, self.config.remote)
 
     def close(self) -> None:
         for pool in self._pools.values():
@@ -570,8 +587,8 @@ class Assistant:
             messages = [{"role": "system", "content": self.config.llm.system_prompt},
                         {"role": "user", "content": answer.llm_prompt}]
             started = time.monotonic()
-            reply = await self._call("llm", self.llm.stream, messages, lambda _piece: None)
-            trace.span("llm", "phrase the view", started, time.monotonic())
+            reply, where = await self._call("llm", self._phrase_view, messages)
+            trace.span("llm", f"phrase the view ({where})", started, time.monotonic())
             cleaned = clean_for_speech(reply)
             if is_speakable(cleaned) and mentions_any(cleaned, answer.labels):
                 spoken = cleaned
@@ -586,6 +603,19 @@ class Assistant:
         trace.reply_done = time.monotonic()
         self.conversation.add(question, trace.reply)
         return trace
+
+    def _phrase_view(self, messages: list[dict[str, str]]) -> tuple[str, str]:
+        """The LLM that phrases the detector's facts: local unless ``[remote] vision`` allows the server.
+
+        Only the detector's text is in ``messages``; the frame itself never leaves the device.
+        """
+        assert self.llm is not None
+        if self.remote is not None and self.config.remote.vision:
+            try:
+                return self.remote.stream(messages, lambda _piece: None), "remote"
+            except RemoteError as err:
+                log.warning("%s; the local model phrases the view", err)
+        return self.llm.stream(messages, lambda _piece: None), "local"
 
     async def respond_text(self, question: str, sink: AudioSink, *, camera: Camera | None = None) -> TurnTrace:
         """A typed question (`run --text`): vision intents go to the camera, the rest to the LLM."""
@@ -606,28 +636,58 @@ class Assistant:
             trace = TurnTrace(turn=self._turn_counter, transcript=question)
             trace.transcript_final = trace.end_detected = trace.speech_end = time.monotonic()
         loop = asyncio.get_running_loop()
+        route = self.route(question)
+        question = route.question  # an explicit "ask the big model" is not part of the question
+        now = time.monotonic()
+        trace.span("route", f"{route.target}: {route.reason}", now, now)
         messages = self.conversation.messages(question, self.llm.count_tokens)
-        tokens: asyncio.Queue[str | None] = asyncio.Queue()
+        tokens: asyncio.Queue[str | _Fallback | None] = asyncio.Queue()
         cancel = threading.Event()
         llm = self.llm
+        remote = self.remote if route.target == REMOTE else None
+
+        def emit(piece: str) -> None:
+            loop.call_soon_threadsafe(tokens.put_nowait, piece)
 
         def generate() -> str:
             started = time.monotonic()
             try:
-                return llm.stream(
-                    messages, lambda piece: loop.call_soon_threadsafe(tokens.put_nowait, piece),
-                    cancel=cancel,
-                )
+                if remote is not None:
+                    try:
+                        reply = remote.stream(messages, emit, cancel=cancel)
+                        trace.span("llm", f"remote generation ({remote.endpoint})", started, time.monotonic())
+                        return reply
+                    except RemoteError as err:
+                        trace.span("llm", f"remote failed: {err}", started, time.monotonic())
+                        log.warning("turn %d: %s; the local model answers", trace.turn, err)
+                        loop.call_soon_threadsafe(tokens.put_nowait, _Fallback(str(err), err.delivered))
+                        if cancel.is_set():
+                            return err.delivered
+                        started = time.monotonic()
+                try:
+                    return llm.stream(messages, emit, cancel=cancel)
+                finally:
+                    trace.span("llm", "generation", started, time.monotonic())
             finally:
-                trace.span("llm", "generation", started, time.monotonic())
                 loop.call_soon_threadsafe(tokens.put_nowait, None)
 
         phrases: asyncio.Queue[str | None] = asyncio.Queue()
         speaker = asyncio.create_task(self._speak(phrases, sink, trace))
         generation = loop.run_in_executor(self._pools["llm"], generate)
         chunker = PhraseChunker(first_phrase_words=self.config.tts.first_phrase_words)
+        filler = (asyncio.create_task(self._filler(phrases, trace)) if remote is not None
+                  and self.config.remote.filler_after_s > 0 else None)
         try:
             while (piece := await tokens.get()) is not None:
+                if isinstance(piece, _Fallback):
+                    now = time.monotonic()
+                    trace.span("route", f"fallback to local: {piece.error}", now, now)
+                    # What the server said but was not yet spoken is dropped; what was spoken stands,
+                    # and the local model answers the question anew after saying why.
+                    chunker = PhraseChunker(first_phrase_words=self.config.tts.first_phrase_words)
+                    if trace.phrases:
+                        await self._queue_phrase(REMOTE_LOST, phrases, trace)
+                    continue
                 if trace.first_token is None:
                     trace.first_token = time.monotonic()
                 for phrase in chunker.push(piece):
@@ -639,12 +699,16 @@ class Assistant:
                 # The model said nothing speakable: say so rather than stay silent.
                 reply = NO_ANSWER
                 await self._queue_phrase(NO_ANSWER, phrases, trace)
+            if filler is not None:
+                filler.cancel()
             await phrases.put(None)
             await speaker
             await sink.drain()  # the turn ends when the wearer has heard it all
         except BaseException:
             cancel.set()
             speaker.cancel()
+            if filler is not None:
+                filler.cancel()
             raise
         trace.reply = " ".join(trace.phrases) if trace.phrases else reply.strip()
         trace.reply_done = time.monotonic()
@@ -657,13 +721,24 @@ class Assistant:
         trace.phrases.append(phrase)
         await phrases.put(phrase)
 
+    async def _filler(self, phrases: asyncio.Queue[str | None], trace: TurnTrace) -> None:
+        """Say the filler ("One moment.") if the server's first token is late; nothing if it is on time."""
+        await asyncio.sleep(self.config.remote.filler_after_s)
+        if trace.first_token is None and trace.first_phrase is None:
+            now = time.monotonic()
+            trace.span("route", "filler", now, now)
+            await phrases.put(_Filler(self.config.remote.filler))
+
     async def _speak(self, phrases: asyncio.Queue[str | None], sink: AudioSink, trace: TurnTrace) -> None:
         assert self.tts is not None
         while (phrase := await phrases.get()) is not None:
-            await self._say(phrase, sink, trace)
+            await self._say(phrase, sink, trace, filler=isinstance(phrase, _Filler))
 
-    async def _say(self, text: str, sink: AudioSink, trace: TurnTrace) -> None:
-        """Synthesise one phrase and hand it to the sink (playback starts with the first)."""
+    async def _say(self, text: str, sink: AudioSink, trace: TurnTrace, *, filler: bool = False) -> None:
+        """Synthesise one phrase and hand it to the sink (playback starts with the first).
+
+        A ``filler`` is played but is not the answer: it does not count as the reply's first audio.
+        """
         assert self.tts is not None
         started = time.monotonic()
         audio = await self._call("tts", self.tts.synthesize, text)
@@ -671,7 +746,7 @@ class Assistant:
         trace.span("tts", text, started, now)
         if audio.size == 0:
             return
-        if trace.first_audio is None:
+        if trace.first_audio is None and not filler:
             trace.first_audio = now
         # Playback of this phrase begins once the previous phrase has finished playing.
         play_from = max(now, trace.playback_end or now)
@@ -702,6 +777,18 @@ def _record_turn(folder: str, turn: int, audio: np.ndarray) -> None:
     path = Path(folder).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     write_wav(path / f"turn-{turn:04d}.wav", audio, 16_000)
+
+
+class _Filler(str):
+    """A phrase said while waiting for the server: spoken, but not part of the reply."""
+
+
+@dataclass(frozen=True)
+class _Fallback:
+    """The server failed (``error``) after delivering ``delivered``: the local model answers now."""
+
+    error: str
+    delivered: str
 
 
 @dataclass

@@ -34,9 +34,14 @@ class PiperEngine:
         opts.intra_op_num_threads = cfg.threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        providers = ["CPUExecutionProvider"]
+        if cfg.device == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ModelError("--tts-device cuda needs onnxruntime-gpu with a working CUDA (this onnxruntime "
+                                 f"offers {', '.join(ort.get_available_providers())}); see docs/gpu.md")
+            providers.insert(0, "CUDAExecutionProvider")
         try:
-            session = ort.InferenceSession(str(voice_path), sess_options=opts,
-                                           providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(voice_path), sess_options=opts, providers=providers)
         except Exception as err:  # onnxruntime's own exception types
             raise ModelError(f"cannot load Piper voice {voice_path}: {str(err).splitlines()[0]}") from None
         self._voice = PiperVoice(session=session, config=config)
