@@ -232,8 +232,8 @@ class ListenConfig:
     """hey_mycroft, okay_nabu, alexa or hey_jarvis (the models in the pymicro-wakeword wheel); hey_mycroft
     missed fewest wake phrases across voices with no false accept (tools/wakeword_eval.py)."""
     wake_threshold: float = 0.0
-    """Wake word probability cutoff; 0 is the measured default for the word (0.5 for hey_mycroft and
-    okay_nabu, the model's own for the others)."""
+    """Wake word probability cutoff; 0 is the measured default for the word (0.5 for hey_mycroft, the
+    model's own for the others)."""
     wake_pre_roll_ms: int = 600
     """Audio kept from before the wake word fired, so a request said without a pause is not clipped."""
     follow_up_s: float = 6.0
