@@ -148,7 +148,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     from .camera import FileCamera
     from .pipeline import Assistant
-    from .trace import append_jsonl
 
     config = _config(args)
     # Open the audio first: a missing device should fail before models take seconds to load.
@@ -173,9 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     assistant.load(progress=lambda m: print(m, flush=True), camera=camera is not None)
     print(f"ready in {time.perf_counter() - t0:.1f} s", flush=True)
 
-    def show(trace) -> None:  # type: ignore[no-untyped-def]
-        print(trace.summary(), flush=True)
-        append_jsonl(args.trace, trace)
+    show = _turn_printer(args.trace)
 
     async def main() -> None:
         try:
@@ -209,7 +206,6 @@ def _run_bridge(args: argparse.Namespace) -> int:
     from .audio.io import TeeSink, WavSink
     from .camera import BridgeCamera
     from .pipeline import Assistant
-    from .trace import append_jsonl
 
     config = _config(args)
     sim = None
@@ -225,9 +221,7 @@ def _run_bridge(args: argparse.Namespace) -> int:
         turns = turns if turns is not None else len(wavs)
     assistant = Assistant(config)
 
-    def show(trace) -> None:  # type: ignore[no-untyped-def]
-        print(trace.summary(), flush=True)
-        append_jsonl(args.trace, trace)
+    show = _turn_printer(args.trace)
 
     async def main() -> None:
         client = BridgeClient(url)
@@ -289,6 +283,17 @@ def listening_banner(config: Config, mode: str, barge_in: bool) -> str:
            "tap": "tap the glasses (or hold to talk)", "always": "just speak"}[mode]
     over = "talk over it to interrupt" if barge_in else "half duplex: it does not listen while it speaks"
     return f"listening: {how}; {over} (Ctrl-C to stop)"
+
+
+def _turn_printer(trace_path: Path):  # type: ignore[no-untyped-def]
+    """What both run paths do with each finished turn: print it and append it to the trace file."""
+    from .trace import append_jsonl
+
+    def show(trace) -> None:  # type: ignore[no-untyped-def]
+        print(trace.summary(), flush=True)
+        append_jsonl(trace_path, trace)
+
+    return show
 
 
 def _bridge_counters(client) -> str:  # type: ignore[no-untyped-def]
