@@ -37,6 +37,7 @@ from .engines.llm import LlamaEngine
 from .engines.remote import RemoteError, RemoteLlm
 from .engines.stt import Transcript, WhisperEngine
 from .engines.tts import PiperEngine
+from .engines.voices import Voice, open_voice
 
 if TYPE_CHECKING:
     from .vision import VisionService
@@ -104,6 +105,7 @@ class Assistant:
         """The server's LLM when ``[remote] policy`` is not local; None means nothing is ever sent."""
         self.configure_remote(config.remote)
         self.tts: PiperEngine | None = None
+        self._voices: dict[str, Voice] = {}
         self.vision: VisionService | None = None
         self.model_ids: dict[str, str] = {}
         self.model_paths: dict[str, Path] = {}
@@ -183,6 +185,18 @@ class Assistant:
         detector = self.vision.detector
         self.model_ids["vision"] = (getattr(detector, "model_id", None) or "detector") + (
             " + rapidocr" if vcfg.ocr else "")
+
+    def voice(self, spec: str | None) -> Voice:
+        """The voice ``spec`` names (see :mod:`.engines.voices`), loaded once; None is the default voice.
+
+        Blocking (a Piper voice takes a few tenths of a second to load): call it on the tts worker.
+        """
+        assert self.tts is not None, "call load() first"
+        if spec is None or spec == self.model_ids.get("tts"):
+            return self.tts
+        if spec not in self._voices:
+            self._voices[spec] = open_voice(spec, self.catalogue, self.config.tts)
+        return self._voices[spec]
 
     def configure_remote(self, cfg: RemoteConfig) -> None:
         """Use these ``[remote]`` settings from the next turn on (nothing connects until a question is routed)."""
@@ -734,14 +748,17 @@ class Assistant:
         while (phrase := await phrases.get()) is not None:
             await self._say(phrase, sink, trace, filler=isinstance(phrase, _Filler))
 
-    async def _say(self, text: str, sink: AudioSink, trace: TurnTrace, *, filler: bool = False) -> None:
+    async def _say(self, text: str, sink: AudioSink, trace: TurnTrace, *, filler: bool = False,
+                   voice: str | None = None) -> None:
         """Synthesise one phrase and hand it to the sink (playback starts with the first).
 
         A ``filler`` is played but is not the answer: it does not count as the reply's first audio.
+        ``voice`` names another voice than the default (see :meth:`voice`).
         """
         assert self.tts is not None
         started = time.monotonic()
-        audio = await self._call("tts", self.tts.synthesize, text)
+        engine = self.tts if voice is None else await self._call("tts", self.voice, voice)
+        audio = await self._call("tts", engine.synthesize, text)
         now = time.monotonic()
         trace.span("tts", text, started, now)
         if audio.size == 0:
@@ -750,9 +767,9 @@ class Assistant:
             trace.first_audio = now
         # Playback of this phrase begins once the previous phrase has finished playing.
         play_from = max(now, trace.playback_end or now)
-        trace.playback_end = play_from + len(audio) / self.tts.sample_rate
+        trace.playback_end = play_from + len(audio) / engine.sample_rate
         trace.span("speaker", text, play_from, trace.playback_end)
-        await sink.write(audio, self.tts.sample_rate)
+        await sink.write(audio, engine.sample_rate)
 
     async def respond_sequential(self, question: str, sink: AudioSink, trace: TurnTrace) -> TurnTrace:
         """The plain pipeline: whole reply from the LLM, then the whole reply through TTS."""
