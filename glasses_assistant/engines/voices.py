@@ -50,8 +50,17 @@ def piper_espeak_data() -> Path:
 
 def espeak_languages() -> set[str]:
     """Language codes with an espeak-ng voice in piper-tts's data (``fr``, ``de``, ``es``, ``en-us``...)."""
-    folder = piper_espeak_data() / "lang"
-    return {p.name for p in folder.rglob("*") if p.is_file()}
+    codes: set[str] = set()
+    for path in (piper_espeak_data() / "lang").rglob("*"):
+        if not path.is_file():
+            continue
+        codes.add(path.name.lower())  # en-US: codes are case-blind
+        # A voice file also names the languages it speaks ("language en-gb 2" in gmw/en).
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "language":
+                codes.add(parts[1].lower())
+    return codes
 
 
 class EspeakEngine:
