@@ -1,4 +1,4 @@
-"""The `glasses-assistant` command: run, bench, models, say, transcribe, doctor."""
+"""The `glasses-assistant` command: run, bench, models, say, transcribe, doctor, memory, persona, timers, tools."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from . import __version__
 from .config import Config, add_stage_flags, load_config, overrides_from_args
 from .deploy.cli import add_device_parser, cmd_device
 from .errors import AssistantError, AudioDeviceError, ConfigError
+from .personal_cli import add_personal_parsers, cmd_memory, cmd_persona, cmd_timers, cmd_tools
 from .vision.cli import add_vision_parser, cmd_vision
 
 DEFAULT_QUESTION = "question.wav"
@@ -27,6 +28,8 @@ def bundled_question() -> Path:
 
 def _config(args: argparse.Namespace) -> Config:
     overrides = overrides_from_args(args)
+    if getattr(args, "persona", None):
+        overrides.setdefault("persona", {})["name"] = args.persona
     if getattr(args, "models_dir", None):
         overrides[""] = {"models_dir": args.models_dir}
     return load_config(args.config, overrides)
@@ -77,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also play replies on the speaker (auto: when one exists)")
     run.add_argument("--fast", action="store_true",
                      help="feed WAV input as fast as possible instead of in real time (latency is then not meaningful)")
+    run.add_argument("--persona", metavar="NAME", help="start as this persona (same as --persona-name)")
     run.add_argument("--trace", type=Path, default=Path("out/turns.jsonl"),
                      help="append each turn's trace as JSON here (default %(default)s)")
     _add_common(run)
@@ -121,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_vision_parser(sub)
     add_device_parser(sub)
+    add_personal_parsers(sub, _add_common, add_stage_flags)
 
     doc = sub.add_parser("doctor", help="what each stage will run on here (CPU/GPU, audio, remote server, models)")
     doc.add_argument("--json", action="store_true", help="as JSON")
@@ -232,6 +237,7 @@ def _run_bridge(args: argparse.Namespace) -> int:
         wav_sink = WavSink(args.out)
         try:
             caps = client.capabilities
+            assistant.bridge = client  # battery and device status for the tools
             print(f"connected to {caps.device_id} (firmware {caps.firmware_version})", flush=True)
             source = BridgeSource(client)
             camera = BridgeCamera(client)
@@ -402,7 +408,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if any(c.status == "fail" for c in checks) else 0
 
 
-COMMANDS = {"doctor": cmd_doctor, "run": cmd_run, "models": cmd_models, "say": cmd_say, "transcribe": cmd_transcribe,
+def _personal(cmd):  # type: ignore[no-untyped-def]
+    return lambda args: cmd(args, _config(args))
+
+
+COMMANDS = {"memory": _personal(cmd_memory), "persona": _personal(cmd_persona), "timers": _personal(cmd_timers),
+            "tools": _personal(cmd_tools), "doctor": cmd_doctor, "run": cmd_run, "models": cmd_models, "say": cmd_say, "transcribe": cmd_transcribe,
             "bench": cmd_bench, "vision": cmd_vision, "device": cmd_device}
 
 

@@ -264,7 +264,7 @@ class Assistant:
         self.conversation.system_prompt = self._prompt(persona)
         self.conversation.clear()  # the old persona's replies would colour the new one's
         self._apply_persona_remote(persona)
-        return f"Hi, I'm {persona.name} now."
+        return f"Okay, this is the {persona.name} persona."
 
     def set_volume(self, change: str, level: int | None) -> str:
         if change == "up":

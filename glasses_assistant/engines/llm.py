@@ -128,9 +128,11 @@ class LlamaEngine:
                 close()
         return "".join(pieces)
 
-    def complete_json(self, messages: list[Message], schema: dict | None, *, max_tokens: int = 80) -> str:
+    def complete_json(self, messages: list[Message], schema: dict | None, *, max_tokens: int = 80,
+                      prop_order: list[str] | None = None) -> str:
         """One whole completion for a tool call: with ``schema``, llama.cpp's grammar makes it valid JSON
-        of that schema; without, free generation (the caller parses what it gets)."""
+        of that schema (object keys in ``prop_order`` first); without, free generation (the caller
+        parses what it gets)."""
         import json
 
         grammar = None
@@ -139,9 +141,10 @@ class LlamaEngine:
             grammar = self._grammars.get(key)
             if grammar is None:
                 from llama_cpp import LlamaGrammar
+                from llama_cpp.llama_grammar import json_schema_to_gbnf
 
                 with _quiet_stderr():
-                    grammar = LlamaGrammar.from_json_schema(key, verbose=False)
+                    grammar = LlamaGrammar.from_string(json_schema_to_gbnf(key, prop_order), verbose=False)
                 self._grammars[key] = grammar
         out = self._llm.create_chat_completion(
             messages=messages,  # type: ignore[arg-type]

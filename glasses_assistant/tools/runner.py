@@ -56,16 +56,22 @@ def flip_person(text: str) -> str:
     """The wearer's words said back to them: "my car is on level 3" -> "your car is on level 3"."""
     swaps = {"i": "you", "me": "you", "my": "your", "mine": "yours", "myself": "yourself", "i'm": "you're",
              "am": "are", "i've": "you've", "i'll": "you'll", "i'd": "you'd", "we": "you", "our": "your"}
-    out = re.sub(r"[A-Za-z']+", lambda m: swaps.get(m.group(0).lower(), m.group(0)), text)
-    return out[:1].upper() + out[1:] if out else out
+    return re.sub(r"[A-Za-z']+", lambda m: swaps.get(m.group(0).lower(), m.group(0)), text)
+
+
+def llm_call_text(llm: Any, text: str, allowed: list[str], *, grammar: bool,
+                  persona_names: tuple[str, ...] = ()) -> str:
+    """What the LLM writes as the call for ``text`` among ``allowed`` (grammar-constrained or free)."""
+    messages = [{"role": "system", "content": tool_prompt(allowed)}, {"role": "user", "content": text}]
+    schema = call_schema(allowed, persona_names) if grammar else None
+    # The tool's name first: the model commits to a tool, then writes that tool's arguments.
+    return str(llm.complete_json(messages, schema, prop_order=["tool", "args"]))
 
 
 def choose_with_llm(llm: Any, text: str, allowed: list[str], *, grammar: bool,
                     persona_names: tuple[str, ...] = ()) -> tuple[str, dict[str, Any], str]:
     """The LLM's call for ``text`` among ``allowed``: (tool, args, raw text); ToolCallError if unusable."""
-    messages = [{"role": "system", "content": tool_prompt(allowed)}, {"role": "user", "content": text}]
-    schema = call_schema(allowed, persona_names) if grammar else None
-    raw = llm.complete_json(messages, schema)
+    raw = llm_call_text(llm, text, allowed, grammar=grammar, persona_names=persona_names)
     tool, args = parse_call(raw)
     return tool, args, raw
 
@@ -100,8 +106,10 @@ class ToolRunner:
             try:
                 args = validate(found[0], rule_args[found[0]], allowed)
                 return Decision(found[0], args, found)
-            except ToolCallError:
-                pass  # the rule could not read the arguments: ask the model
+            except ToolCallError as err:
+                if rule_args[found[0]]:  # read, but not usable ("3 days"): say why, do not guess
+                    return Decision(found[0], rule_args[found[0]], found, error=str(err))
+                # the rule could not read the arguments: ask the model
         if self.a.llm is None:
             return Decision(found[0], rule_args[found[0]], found)
         started = time.perf_counter()
@@ -244,7 +252,7 @@ def recall_answer(hits: list[Memory]) -> str:
     """The direct answer to a recall question: the best memory said back; "" if none matched."""
     if not hits:
         return ""
-    return f"You told me: {flip_person(_lower_first(hits[0].text))}."
+    return f"You told me {flip_person(_lower_first(hits[0].text))}."
 
 
 def device_status(client: Any) -> str:
