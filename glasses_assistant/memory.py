@@ -90,6 +90,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "pill": ("medicine", "pills", "tablet"),
     "pills": ("medicine", "pill", "tablet"),
     "left": ("put", "placed"),
+    "job": ("work", "works", "working"),
+    "work": ("job", "works"),
     "put": ("left", "placed"),
 }
 
@@ -133,7 +135,7 @@ def query_words(text: str) -> list[str]:
     """The content words of ``text`` (lower case, stopwords dropped), in order, without repeats."""
     out: list[str] = []
     for w in re.findall(r"[a-z0-9]+", text.lower()):
-        if w not in STOPWORDS and w not in out:
+        if w not in STOPWORDS and w not in out and (len(w) > 1 or w.isdigit()):  # "anna's" -> anna, not s
             out.append(w)
     return out
 

@@ -34,7 +34,8 @@ def make_test_config(folder: Path):  # type: ignore[no-untyped-def]
     """The default config with memory, timers and personas in ``folder``: never the wearer's home."""
     (folder / "personas").mkdir(parents=True, exist_ok=True)
     return load_config(overrides={"memory": {"path": str(folder / "memory.db")},
-                                  "persona": {"dir": str(folder / "personas")}})
+                                  "persona": {"dir": str(folder / "personas")},
+                                  "vision": {"photo_dir": str(folder / "photos")}})
 
 
 @pytest.fixture(scope="session")

@@ -169,7 +169,7 @@ class ToolRunner:
                 return f"It's {now.strftime('%A, %B')} {now.day}, {now.year}."
             return f"It's {now.strftime('%I:%M %p').lstrip('0')}."
         if tool == "take_photo":
-            if a.vision is None or camera is None or not getattr(camera, "has_camera", True):
+            if a.vision is None:  # no camera at all (vision loads with one); else vision says what is wrong
                 return "I can't take a photo: there is no camera connected."
             await a.respond_vision("photo", text, sink, trace, camera)
             return None
