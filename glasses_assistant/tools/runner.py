@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..memory import Memory, MemoryStoreError
+from ..memory import Memory, MemoryStoreError, query_words
 from .intents import candidates, parse_args, say_duration, say_span
 from .registry import NONE, TOOLS, ToolCallError, call_schema, parse_call, tool_prompt, validate
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("glasses_assistant")
 
 NO_TRANSLATION = "Translation isn't available in this build."
+_QUESTION = re.compile(r"\?\s*$|^\W*(what|where|when|who|which|how|is|are|do|does|did)\b", re.IGNORECASE)
 
 
 @dataclass
@@ -91,6 +92,8 @@ class ToolRunner:
         names = self.a.persona_names()
         allowed = self.allowed()
         found = [c for c in candidates(text, names) if c in TOOLS]
+        if not found and self.clear_memory_match(text):
+            found = ["recall"]  # "what's the wifi password?" when the wearer told it: answer from memory
         if not found:
             return None
         rule_args = {c: parse_args(c, text, names) for c in found}
@@ -125,6 +128,23 @@ class ToolRunner:
             decision.raw = str(err)
         decision.llm_s = time.perf_counter() - started
         return decision
+
+    def clear_memory_match(self, text: str) -> bool:
+        """A question whose every content word is in one memory (no synonyms needed): a clear match."""
+        store = self.a.memory
+        if store is None or not _QUESTION.search(text):
+            return False
+        asked = query_words(text)
+        if not asked:
+            return False
+        try:
+            hits = store.recall(text, 1)
+        except MemoryStoreError:
+            return False
+        if not hits:
+            return False
+        told = set(query_words(hits[0].text))
+        return all(w in told or w.rstrip("s") in told for w in asked)
 
     # ------------------------------------------------------------------ acting
     async def act(self, text: str, sink: AudioSink, trace: TurnTrace, camera: Camera | None) -> bool:
