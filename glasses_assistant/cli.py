@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also play replies on the speaker (auto: when one exists)")
     run.add_argument("--fast", action="store_true",
                      help="feed WAV input as fast as possible instead of in real time (latency is then not meaningful)")
+    run.add_argument("--wait-timers", type=float, default=300, metavar="S",
+                     help="with --text: stay to say timers due within S seconds (default 300; 0: leave them "
+                     "pending, said at the next start)")
     run.add_argument("--persona", metavar="NAME", help="start as this persona (same as --persona-name)")
     run.add_argument("--trace", type=Path, default=Path("out/turns.jsonl"),
                      help="append each turn's trace as JSON here (default %(default)s)")
@@ -182,7 +185,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> None:
         try:
             if source is None:
+                started = time.time()
+                for said in await assistant.run_timers(sink, wait_s=0, started=started):  # due while off
+                    show(said)
                 show(await assistant.respond_text(args.text, sink, camera=camera))
+                nxt = assistant.next_due()
+                if nxt is not None and nxt - time.time() <= args.wait_timers:
+                    print(f"waiting {nxt - time.time():.0f} s for the timer (Ctrl-C leaves it for the next start)",
+                          flush=True)
+                    for said in await assistant.run_timers(sink, wait_s=args.wait_timers, started=started):
+                        show(said)
             else:
                 mode = listen_mode(config, live=args.mic)
                 barge = args.mic and config.bargein.mode == "barge-in"

@@ -626,6 +626,21 @@ class Assistant:
                 await worker
         return traces
 
+    async def run_timers(self, sink: AudioSink, *, wait_s: float, started: float | None = None) -> list[TurnTrace]:
+        """Without the loop (`run --text`): say what is due now, then wait up to ``wait_s`` for timers
+        falling due in that time and say them too. Later ones stay pending for the next start."""
+        started = time.time() if started is None else started
+        deadline = time.time() + wait_s
+        said: list[TurnTrace] = []
+        while True:
+            for tid, text in await asyncio.to_thread(self.due_announcements, time.time(), started=started):
+                self._announced.add(tid)
+                said.append(await self._announce(_Announcement(text, tid), sink))
+            nxt = await asyncio.to_thread(self.next_due)
+            if nxt is None or nxt > deadline:
+                return said
+            await asyncio.sleep(max(0.05, nxt - time.time()))
+
     async def _watch_timers(self, turns: asyncio.Queue[Any]) -> None:
         """Queue each due timer or reminder as an announcement, said between turns (never over a reply).
 

@@ -166,3 +166,16 @@ def test_battery_by_voice_from_the_glasses(fresh: Assistant, speak, tmp_path: Pa
     t = traces[0]
     assert t.tool is not None and t.tool["tool"] == "device_status", t.tool
     assert "percent" in words(t.reply) and "degrees" in words(t.reply), t.reply
+
+
+def test_pending_timers_are_rearmed_at_start_and_missed_ones_announced(fresh: Assistant, tmp_path: Path) -> None:
+    import time
+
+    # Written by an earlier run of the assistant (same database): one fell due while it was off.
+    fresh.memory.add_timer("timer", "eggs", time.time() - 60, 300)  # type: ignore[union-attr]
+    fresh.memory.add_timer("reminder", "water the plants", time.time() + 2.0)  # type: ignore[union-attr]
+    traces, audio, rate = converse(fresh, [np.zeros(5 * SAMPLE_RATE, np.float32)], tmp_path)
+    said = [t.reply for t in traces if t.outcome == "announcement"]
+    assert said == ["While I was off, your eggs timer went off.", "Reminder: water the plants."], said
+    assert "plants" in heard(fresh, audio, rate) and "went" in heard(fresh, audio, rate)
+    assert fresh.memory.timers() == []  # type: ignore[union-attr]
