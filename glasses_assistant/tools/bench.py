@@ -6,6 +6,8 @@ Whisper, then given to the tool step three ways:
 * ``llm+grammar``: the LLM alone, choosing among every tool (and "none") with llama.cpp's
   grammar built from the JSON schema of the calls;
 * ``llm free``: the same prompt, free generation, the first JSON object parsed;
+* ``gate+llm``: the word gate narrows the tools, then the grammar-constrained LLM alone picks
+  one of them and writes all the arguments (no rules);
 * ``shipped``: what the assistant really does: the word gate, the rules' arguments, and the
   grammar-constrained LLM only among the gate's candidates when needed.
 
@@ -22,6 +24,7 @@ from typing import Any
 
 from ..config import Config, with_overrides
 from .registry import NONE, TOOLS, ToolCallError, parse_call, validate
+from .intents import candidates
 from .runner import llm_call_text
 
 # (spoken intent, expected tool, expected key arguments: numbers equal, strings contained)
@@ -120,7 +123,7 @@ def run_tools_bench(config: Config, *, spoken: bool = True, out: Any = print) ->
                                                                                  "noise_w": 0.0}).tts)
     allowed = assistant.tools.allowed()
     names = assistant.persona_names()
-    modes = {"llm+grammar": [], "llm free": [], "shipped": []}  # type: dict[str, list[Row]]
+    modes = {"llm+grammar": [], "llm free": [], "gate+llm": [], "shipped": []}  # type: dict[str, list[Row]]
     heard_ok = 0
     for i, (text, want_tool, want_args) in enumerate(INTENTS, 1):
         if spoken:
@@ -143,6 +146,15 @@ def run_tools_bench(config: Config, *, spoken: bool = True, out: Any = print) ->
             modes[mode].append(Row(heard, want_tool, tool, args, valid_json, valid_call, right_tool, right_args,
                                    seconds, raw[:200]))
         started = time.perf_counter()
+        found = [c for c in candidates(heard, names) if c in allowed]
+        tool, args, raw = NONE, {}, "gate: none"
+        if found:
+            raw = llm_call_text(assistant.llm, heard, found, grammar=True, persona_names=names)
+            tool, args = parse_call(raw)
+        valid_call, right_tool, right_args, args = _score(want_tool, want_args, tool, args, True, allowed)
+        modes["gate+llm"].append(Row(heard, want_tool, tool, args, True, valid_call, right_tool, right_args,
+                                     time.perf_counter() - started, raw[:200]))
+        started = time.perf_counter()
         decision = assistant.tools.decide(heard)
         seconds = time.perf_counter() - started
         tool = decision.tool if decision is not None and not decision.error else NONE if decision is None else None
@@ -152,7 +164,7 @@ def run_tools_bench(config: Config, *, spoken: bool = True, out: Any = print) ->
                                     f"{decision.how}: {decision.raw}"[:200] if decision else "gate: none"))
         g, f, s = modes["llm+grammar"][-1], modes["llm free"][-1], modes["shipped"][-1]
         out(f"{i:>2}/{len(INTENTS)} {heard[:44]:<44} want {want_tool:<17} grammar {g.tool or '-':<17} "
-            f"free {f.tool or 'INVALID':<17} shipped {s.tool or '-'}")
+            f"free {f.tool or 'INVALID':<17} gate+llm {modes['gate+llm'][-1].tool:<17} shipped {s.tool or '-'}")
     assistant.close()
     summary = {}
     for mode, rows in modes.items():
