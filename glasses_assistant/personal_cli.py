@@ -33,7 +33,7 @@ def add_personal_parsers(sub: Any, add_common: Any, add_stage_flags: Any) -> Non
     psub.add_parser("list", help="shipped personas and the wearer's own ([persona] dir)")
     pshow = psub.add_parser("show", help="a persona's prompt, voice and tools")
     pshow.add_argument("name")
-    pcheck = psub.add_parser("check", help="validate a persona file (exit 1 with a one-line error)")
+    pcheck = psub.add_parser("check", help="validate a persona file (exit 2 with a one-line error)")
     pcheck.add_argument("file", type=Path)
 
     tim = sub.add_parser("timers", help="timers and reminders: list | cancel ID")
@@ -50,9 +50,10 @@ def add_personal_parsers(sub: Any, add_common: Any, add_stage_flags: Any) -> Non
     tb.add_argument("--json", type=Path, default=Path("out/tools-bench.json"), help="report (default %(default)s)")
     tb.add_argument("--text", action="store_true", help="skip speech: the intents' text goes straight in")
 
-    for p in (mem, per, tim, tools):
-        add_common(p)
-        add_stage_flags(p)
+    for group in (msub, psub, tsub, tsub2):  # the flags go after the action: `memory list --memory-path X`
+        for p in group.choices.values():
+            add_common(p)
+            add_stage_flags(p)
 
 
 def _store(config: Config):  # type: ignore[no-untyped-def]

@@ -337,7 +337,7 @@ class Assistant:
         return min((t.due for t in pending), default=None)
 
     async def say_reply(self, question: str, text: str, sink: AudioSink, trace: TurnTrace) -> None:
-        """Say a short fixed reply (a tool's answer) as the turn's reply, phrase by phrase."""
+        """Say a whole reply known in advance (a tool's answer, the view) as the turn's reply, phrase by phrase."""
         trace.first_token = trace.first_phrase = time.monotonic()
         chunker = PhraseChunker(first_phrase_words=self.config.tts.first_phrase_words)
         for phrase in (chunker.push(text + " ") + chunker.flush()) or [text]:
@@ -824,16 +824,7 @@ class Assistant:
             cleaned = clean_for_speech(reply)
             if is_speakable(cleaned) and mentions_any(cleaned, answer.labels):
                 spoken = cleaned
-        trace.first_token = trace.first_phrase = time.monotonic()
-        chunker = PhraseChunker(first_phrase_words=self.config.tts.first_phrase_words)
-        phrases = chunker.push(spoken + " ") + chunker.flush()
-        for phrase in phrases or [spoken]:
-            trace.phrases.append(phrase)
-            await self._say(phrase, sink, trace)
-        await sink.drain()
-        trace.reply = " ".join(trace.phrases)
-        trace.reply_done = time.monotonic()
-        self.conversation.add(question, trace.reply)
+        await self.say_reply(question, spoken, sink, trace)
         return trace
 
     def _phrase_view(self, messages: list[dict[str, str]]) -> tuple[str, str]:
