@@ -144,7 +144,7 @@ class Assistant:
         # One worker per engine: a model is never called from two threads at once.
         self._pools = {
             name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ga-{name}")
-            for name in ("vad", "stt", "llm", "tts", "vision")
+            for name in ("vad", "stt", "llm", "tts", "vision", "memory")
         }
         self._turn_counter = 0
         self._wake: WakeWordDetector | None = None
@@ -281,13 +281,26 @@ class Assistant:
         return "My memory isn't working right now, so I can't do that."
 
     def _log_turn(self, question: str, reply: str) -> None:
-        """The searchable text log of turns (never audio); a storage problem is logged, not raised."""
+        """The searchable text log of turns (never audio); a storage problem is logged, not raised.
+
+        Written on the memory worker (in order), so the commit's fsync never holds up the loop.
+        """
         if self.memory is None or not self.config.memory.log_turns or not reply:
             return
+        store = self.memory
+
+        def write() -> None:
+            try:
+                store.log_turn(question, reply)
+            except MemoryStoreError as err:
+                log.error("turn log: %s", err)
+
         try:
-            self.memory.log_turn(question, reply)
-        except MemoryStoreError as err:
-            log.error("turn log: %s", err)
+            asyncio.get_running_loop()
+        except RuntimeError:
+            write()
+            return
+        self._pools["memory"].submit(write)
 
     def recalled(self, question: str) -> list[str]:
         """Memories matching ``question``, for the prompt (empty if none or memory is off)."""
@@ -383,6 +396,7 @@ class Assistant:
         return decide(question, self.config.remote)
 
     def close(self) -> None:
+        self._pools["memory"].shutdown(wait=True)  # the turn log's last writes land first
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
         if self.memory is not None:
