@@ -3,6 +3,7 @@ persona files, the context policy with recalled memories, and the timer schedule
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -164,4 +165,65 @@ def test_timer_schedule_on_a_fake_clock(tmp_path: Path) -> None:
     assert a.due_announcements(1000.0, started=900.0) == [(1, "Your tea timer is done.")]
     a._announced.add(1)
     assert a.due_announcements(2500.0, started=900.0) == [(2, "Reminder: call mom.")]
+    a.close()
+
+
+class _FakeLlm:
+    """Stands in for the LLM's tool-call text (the logic around it is what is tested here)."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        self.calls = 0
+
+    def complete_json(self, *_a: object, **_k: object) -> str:
+        self.calls += 1
+        return self.reply
+
+
+def _assistant(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from glasses_assistant.pipeline import Assistant
+
+    return Assistant(load_config(overrides={"memory": {"path": str(tmp_path / "m.db")},
+                                            "persona": {"dir": str(tmp_path)}}))
+
+
+@pytest.mark.parametrize("reply", ["not json at all", '{"tool": "launch_rocket", "args": {}}',
+                                   '{"tool": "none", "args": {}}'])
+def test_a_bad_or_unknown_llm_call_falls_back_to_the_gate(tmp_path: Path, reply: str) -> None:
+    a = _assistant(tmp_path)
+    a.llm = _FakeLlm(reply)  # type: ignore[assignment]
+    # "Remember" with no text after it: the rule cannot read the argument, so the model is asked.
+    d = a.tools.decide("Remember.")
+    assert a.llm.calls == 1 and d is not None  # type: ignore[attr-defined]
+    assert d.tool == "remember" and d.how == "rule-fallback"
+    with pytest.raises(ToolCallError, match="What should I remember"):
+        validate(d.tool, d.args, a.tools.allowed())
+    a.close()
+
+
+def test_the_llm_fills_what_the_rules_cannot_and_rules_win_on_numbers(tmp_path: Path) -> None:
+    a = _assistant(tmp_path)
+    a.llm = _FakeLlm('{"tool": "set_timer", "args": {"seconds": 5, "label": "pasta"}}')  # type: ignore[assignment]
+    d = a.tools.decide("Remind me about the pasta timer in ten minutes")  # two candidates: the model picks
+    assert d is not None and d.how == "llm" and d.tool == "set_timer"
+    assert d.args["seconds"] == 600  # the rule read "ten minutes"; the model's 5 is not used
+    a.llm = _FakeLlm("unused")  # type: ignore[assignment]
+    assert a.tools.decide("Set a timer for two minutes.").how == "rule" and a.llm.calls == 0  # type: ignore[union-attr,attr-defined]
+    assert a.tools.decide("What is the capital of France?") is None and a.llm.calls == 0  # type: ignore[attr-defined]
+    a.close()
+
+
+def test_a_persona_without_a_tool_says_so(tmp_path: Path) -> None:
+    a = _assistant(tmp_path)
+    asyncio.run(a.switch_persona("buddy"))  # buddy has no camera tool
+    d = a.tools.decide("Take a photo.")
+    assert d is not None and d.error == "I can't take a photo with the glasses' camera as the buddy persona."
+    a.close()
+
+
+def test_a_corrupt_memory_file_is_set_aside_and_the_assistant_starts(tmp_path: Path) -> None:
+    (tmp_path / "m.db").write_bytes(b"garbage" * 1000)
+    a = _assistant(tmp_path)
+    assert a.memory is not None and a.memory.notice is not None
+    assert a.memory.remember("fresh").id == 1
     a.close()
