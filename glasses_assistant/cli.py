@@ -1,4 +1,4 @@
-"""The `glasses-assistant` command: run, bench, models, say, transcribe, doctor."""
+"""The `glasses-assistant` command: run, bench, models, say, transcribe, doctor, memory, persona, timers, tools."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from . import __version__
 from .config import Config, add_stage_flags, load_config, overrides_from_args
 from .deploy.cli import add_device_parser, cmd_device
 from .errors import AssistantError, AudioDeviceError, ConfigError
+from .personal_cli import add_personal_parsers, cmd_memory, cmd_persona, cmd_timers, cmd_tools
 from .vision.cli import add_vision_parser, cmd_vision
 
 DEFAULT_QUESTION = "question.wav"
@@ -27,6 +28,8 @@ def bundled_question() -> Path:
 
 def _config(args: argparse.Namespace) -> Config:
     overrides = overrides_from_args(args)
+    if getattr(args, "persona", None):
+        overrides.setdefault("persona", {})["name"] = args.persona
     if getattr(args, "models_dir", None):
         overrides[""] = {"models_dir": args.models_dir}
     return load_config(args.config, overrides)
@@ -77,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also play replies on the speaker (auto: when one exists)")
     run.add_argument("--fast", action="store_true",
                      help="feed WAV input as fast as possible instead of in real time (latency is then not meaningful)")
+    run.add_argument("--wait-timers", type=float, default=300, metavar="S",
+                     help="with --text: stay to say timers due within S seconds (default 300; 0: leave them "
+                     "pending, said at the next start)")
+    run.add_argument("--persona", metavar="NAME", help="start as this persona (same as --persona-name)")
     run.add_argument("--trace", type=Path, default=Path("out/turns.jsonl"),
                      help="append each turn's trace as JSON here (default %(default)s)")
     _add_common(run)
@@ -121,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_vision_parser(sub)
     add_device_parser(sub)
+    add_personal_parsers(sub, _add_common, add_stage_flags)
 
     doc = sub.add_parser("doctor", help="what each stage will run on here (CPU/GPU, audio, remote server, models)")
     doc.add_argument("--json", action="store_true", help="as JSON")
@@ -177,7 +185,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> None:
         try:
             if source is None:
+                started = time.time()
+                for said in await assistant.run_timers(sink, wait_s=0, started=started):  # due while off
+                    show(said)
                 show(await assistant.respond_text(args.text, sink, camera=camera))
+                nxt = assistant.next_due()
+                if nxt is not None and nxt - time.time() <= args.wait_timers:
+                    print(f"waiting {nxt - time.time():.0f} s for the timer (Ctrl-C leaves it for the next start)",
+                          flush=True)
+                    for said in await assistant.run_timers(sink, wait_s=args.wait_timers, started=started):
+                        show(said)
             else:
                 mode = listen_mode(config, live=args.mic)
                 barge = args.mic and config.bargein.mode == "barge-in"
@@ -232,6 +249,7 @@ def _run_bridge(args: argparse.Namespace) -> int:
         wav_sink = WavSink(args.out)
         try:
             caps = client.capabilities
+            assistant.bridge = client  # battery and device status for the tools
             print(f"connected to {caps.device_id} (firmware {caps.firmware_version})", flush=True)
             source = BridgeSource(client)
             camera = BridgeCamera(client)
@@ -402,7 +420,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if any(c.status == "fail" for c in checks) else 0
 
 
-COMMANDS = {"doctor": cmd_doctor, "run": cmd_run, "models": cmd_models, "say": cmd_say, "transcribe": cmd_transcribe,
+def _personal(cmd):  # type: ignore[no-untyped-def]
+    return lambda args: cmd(args, _config(args))
+
+
+COMMANDS = {"memory": _personal(cmd_memory), "persona": _personal(cmd_persona), "timers": _personal(cmd_timers),
+            "tools": _personal(cmd_tools), "doctor": cmd_doctor, "run": cmd_run, "models": cmd_models, "say": cmd_say, "transcribe": cmd_transcribe,
             "bench": cmd_bench, "vision": cmd_vision, "device": cmd_device}
 
 

@@ -334,6 +334,66 @@ class RemoteConfig:
         _check(1 <= self.escalate_words <= 1000, "--remote-escalate-words", "must be 1..1000", self.escalate_words)
 
 
+def data_home() -> Path:
+    """$XDG_DATA_HOME/glasses-assistant (default ~/.local/share/glasses-assistant)."""
+    import os
+
+    return Path(os.environ.get("XDG_DATA_HOME") or "~/.local/share").expanduser() / "glasses-assistant"
+
+
+def config_home() -> Path:
+    """$XDG_CONFIG_HOME/glasses-assistant (default ~/.config/glasses-assistant)."""
+    import os
+
+    return Path(os.environ.get("XDG_CONFIG_HOME") or "~/.config").expanduser() / "glasses-assistant"
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """Personal memory and timers, in one SQLite file on the device."""
+
+    enabled: bool = True
+    """Remember, recall, the turn log and timers (off: none of them is available)."""
+    path: str = ""
+    """The SQLite file (WAL mode); empty: $XDG_DATA_HOME/glasses-assistant/memory.db (~/.local/share/...)."""
+    recall_k: int = 3
+    """Memories placed in the prompt for a question that matches them."""
+    log_turns: bool = True
+    """Keep a searchable text log of questions and replies (never audio)."""
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.recall_k <= 20, "--memory-recall-k", "must be 0..20", self.recall_k)
+
+    @property
+    def file(self) -> Path:
+        return Path(self.path).expanduser() if self.path else data_home() / "memory.db"
+
+
+@dataclass(frozen=True)
+class PersonaConfig:
+    """Who the assistant is: a persona file (TOML) with prompt, style, voice and allowed tools."""
+
+    name: str = "default"
+    """The persona to start with (a file NAME.toml in dir or the shipped personas, or a path)."""
+    dir: str = ""
+    """The wearer's own persona files (they override shipped ones of the same name); empty:
+    $XDG_CONFIG_HOME/glasses-assistant/personas (~/.config/...)."""
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.dir).expanduser() if self.dir else config_home() / "personas"
+
+
+@dataclass(frozen=True)
+class ToolsConfig:
+    """Acting on an intent: timers, memory, photo, volume, persona, status..."""
+
+    enabled: bool = True
+    """Look for tool intents in each question (a cheap word test first; the LLM only when it matches)."""
+    grammar: bool = True
+    """Constrain the tool call to valid JSON with llama.cpp's grammar (off: free generation, parsed)."""
+
+
 STAGES: dict[str, type] = {
     "mic": MicConfig,
     "vad": VadConfig,
@@ -344,6 +404,9 @@ STAGES: dict[str, type] = {
     "listen": ListenConfig,
     "bargein": BargeInConfig,
     "remote": RemoteConfig,
+    "memory": MemoryConfig,
+    "persona": PersonaConfig,
+    "tools": ToolsConfig,
 }
 
 
@@ -360,6 +423,9 @@ class Config:
     listen: ListenConfig = field(default_factory=ListenConfig)
     bargein: BargeInConfig = field(default_factory=BargeInConfig)
     remote: RemoteConfig = field(default_factory=RemoteConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    persona: PersonaConfig = field(default_factory=PersonaConfig)
+    tools: ToolsConfig = field(default_factory=ToolsConfig)
     models_dir: str | None = None
     """Model cache folder (default ~/.cache/glasses-assistant/models)."""
 

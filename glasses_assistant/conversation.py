@@ -21,9 +21,12 @@ class Conversation:
     """The system prompt plus the most recent exchanges that fit.
 
     Policy: keep at most ``history_turns`` exchanges; when the prompt plus the
-    reply budget would overflow the context, drop the oldest exchanges first;
-    if the question alone is still too long, keep its end (the most recent words).
-    The prompt therefore never overflows, whatever the wearer says.
+    reply budget would overflow the context, drop the oldest exchanges first, then
+    the recalled memories (least relevant first); if the question alone is still too
+    long, keep its end (the most recent words). The prompt therefore never overflows,
+    whatever the wearer says. Nothing is summarised: with a 135M model a summary costs
+    a generation per turn and is often wrong, while what the wearer wants kept is in
+    the personal memory, which is recalled into the prompt when a question needs it.
     """
 
     def __init__(self, system_prompt: str, *, history_turns: int, context: int, max_tokens: int) -> None:
@@ -32,13 +35,22 @@ class Conversation:
         self.context = context
         self.max_tokens = max_tokens
         self.exchanges: list[Exchange] = []
+        self.on_add: Callable[[str, str], None] | None = None
+        """Called with each exchange added (the assistant logs turns to its memory with it)."""
 
-    def messages(self, question: str, count_tokens: Callable[[list[Message]], int]) -> list[Message]:
-        """The messages to send for ``question``, trimmed to fit the context."""
+    def messages(self, question: str, count_tokens: Callable[[list[Message]], int], *,
+                 memories: list[str] | tuple[str, ...] = ()) -> list[Message]:
+        """The messages to send for ``question``, trimmed to fit the context.
+
+        ``memories`` (best first) go into the system message as "Things the wearer told you".
+        """
         budget = self.context - self.max_tokens - 8
-        system = {"role": "system", "content": self.system_prompt}
         history = self.exchanges[-self.history_turns :] if self.history_turns else []
+        recalled = list(memories)
         while True:
+            system = {"role": "system", "content": self.system_prompt + (
+                " Things the wearer told you: " + " ".join(f"{m.rstrip('.')}." for m in recalled)
+                if recalled else "")}
             msgs = [system]
             for ex in history:
                 reply = ex.assistant + (" …" if ex.interrupted else "")
@@ -49,6 +61,9 @@ class Conversation:
             if history:
                 history = history[1:]
                 continue
+            if recalled:
+                recalled.pop()
+                continue
             # Only the system prompt and the question are left: shorten the question.
             words = question.split()
             if len(words) <= 1:
@@ -57,6 +72,8 @@ class Conversation:
 
     def add(self, user: str, assistant: str, *, interrupted: bool = False) -> None:
         self.exchanges.append(Exchange(user, assistant, interrupted))
+        if self.on_add is not None:
+            self.on_add(user, assistant)
         # Keep memory bounded however long the wearer talks to us.
         if len(self.exchanges) > max(self.history_turns, 1) * 4:
             del self.exchanges[: -max(self.history_turns, 1)]

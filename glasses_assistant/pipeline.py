@@ -30,7 +30,7 @@ from .audio.vad import SileroVad
 from .audio.wakeword import WakeWordDetector
 from .camera import Camera
 from .catalog import Catalogue, ModelEntry, load_catalogue
-from .config import Config, RemoteConfig
+from .config import DEFAULT_SYSTEM_PROMPT, Config, RemoteConfig
 from .controller import Arm, AskView, BargeInPolicy, Disarm, EndTurn, Interrupt, TurnController, strip_wake_phrase
 from .conversation import Conversation
 from .engines.llm import LlamaEngine
@@ -38,6 +38,10 @@ from .engines.remote import RemoteError, RemoteLlm
 from .engines.stt import Transcript, WhisperEngine
 from .engines.tts import PiperEngine
 from .engines.voices import Voice, open_voice
+from .memory import MemoryStore, MemoryStoreError
+from .persona import Persona, PersonaError, find_persona, persona_files
+from .tools import TOOLS, ToolRunner
+from .tools.runner import flip_person, timer_name
 
 if TYPE_CHECKING:
     from .vision import VisionService
@@ -50,6 +54,7 @@ from .vision.intents import match_vision_intent
 
 log = logging.getLogger("glasses_assistant")
 
+DEFAULT_VOLUME = 80
 NO_ANSWER = "Sorry, I don't have an answer to that."
 BUTTON_QUESTION = "What am I looking at?"
 REMOTE_LOST = "I lost the server, so here is my own answer."
@@ -110,14 +115,36 @@ class Assistant:
         self.model_ids: dict[str, str] = {}
         self.model_paths: dict[str, Path] = {}
         self.stats = LoopStats()
+        self._base_remote = config.remote
+        self.persona: Persona = self._persona(config.persona.name)
+        self.current_voice: str | None = self.persona.voice or None
+        """The voice replies are spoken in (set by the persona; None: the [tts] voice)."""
+        self.volume = DEFAULT_VOLUME
+        """Speaking volume 0..100 (the volume tool); the TTS gain is volume / DEFAULT_VOLUME."""
+        self.bridge: Any = None
+        """The glasses' BridgeClient when running with --device/--sim (battery and status)."""
         self.conversation = Conversation(
-            config.llm.system_prompt, history_turns=config.llm.history_turns,
+            self._prompt(self.persona), history_turns=config.llm.history_turns,
             context=config.llm.context, max_tokens=config.llm.max_tokens,
         )
+        self.memory: MemoryStore | None = None
+        self.memory_error: str | None = None
+        if config.memory.enabled:
+            try:
+                self.memory = MemoryStore(config.memory.file)
+            except (MemoryStoreError, OSError) as err:
+                # Keep serving without memory; every memory request says why.
+                self.memory_error = str(err)
+                log.error("memory is off: %s", err)
+        self.conversation.on_add = self._log_turn
+        self.tools = ToolRunner(self)
+        self._timers_changed: asyncio.Event | None = None
+        self._announced: set[int] = set()
+        self._apply_persona_remote(self.persona)
         # One worker per engine: a model is never called from two threads at once.
         self._pools = {
             name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ga-{name}")
-            for name in ("vad", "stt", "llm", "tts", "vision")
+            for name in ("vad", "stt", "llm", "tts", "vision", "memory")
         }
         self._turn_counter = 0
         self._wake: WakeWordDetector | None = None
@@ -198,6 +225,166 @@ class Assistant:
             self._voices[spec] = open_voice(spec, self.catalogue, self.config.tts)
         return self._voices[spec]
 
+    # ------------------------------------------------------------------ persona, memory, volume
+    def _persona(self, name: str) -> Persona:
+        persona = find_persona(name, self.config.persona.folder, set(TOOLS))
+        return persona
+
+    def _prompt(self, persona: Persona) -> str:
+        """The persona's system prompt; a changed ``[llm] system_prompt`` still wins for the default persona."""
+        if persona.name == "default" and self.config.llm.system_prompt != DEFAULT_SYSTEM_PROMPT:
+            return self.config.llm.system_prompt
+        return persona.prompt
+
+    def persona_names(self) -> tuple[str, ...]:
+        return tuple(sorted(persona_files(self.config.persona.folder)))
+
+    def _apply_persona_remote(self, persona: Persona) -> None:
+        """A persona's ``remote`` preference, when a server is configured at all."""
+        cfg = self._base_remote
+        if persona.remote and cfg.url:
+            cfg = dataclasses.replace(cfg, policy=persona.remote)
+        if cfg != self.config.remote:
+            self.configure_remote(cfg)
+
+    async def switch_persona(self, name: str) -> str:
+        """Become persona ``name``: prompt, voice, tools, remote preference. The sentence to say.
+
+        A persona with an error (or a voice that does not load) leaves the current one in place.
+        """
+        try:
+            persona = self._persona(name)
+            if persona.voice and self.tts is not None:
+                await self._call("tts", self.voice, persona.voice)  # load it now: fail before switching
+        except (PersonaError, AssistantError) as err:
+            log.error("persona switch to %s failed: %s", name, err)
+            return f"I couldn't switch to {name}, so I'm still {self.persona.name}."
+        self.persona = persona
+        self.current_voice = persona.voice or None
+        self.conversation.system_prompt = self._prompt(persona)
+        self.conversation.clear()  # the old persona's replies would colour the new one's
+        self._apply_persona_remote(persona)
+        return f"Okay, this is the {persona.name} persona."
+
+    def set_volume(self, change: str, level: int | None) -> str:
+        if change == "up":
+            self.volume = min(100, self.volume + 20)
+        elif change == "down":
+            self.volume = max(0, self.volume - 20)
+        else:
+            self.volume = int(level or 0)
+        return "Muted." if self.volume == 0 else f"Volume {self.volume}."
+
+    def memory_off_reason(self) -> str:
+        if not self.config.memory.enabled:
+            return "Memory is turned off."
+        return "My memory isn't working right now, so I can't do that."
+
+    def _log_turn(self, question: str, reply: str) -> None:
+        """The searchable text log of turns (never audio); a storage problem is logged, not raised.
+
+        Written on the memory worker (in order), so the commit's fsync never holds up the loop.
+        """
+        if self.memory is None or not self.config.memory.log_turns or not reply:
+            return
+        store = self.memory
+
+        def write() -> None:
+            try:
+                store.log_turn(question, reply)
+            except MemoryStoreError as err:
+                log.error("turn log: %s", err)
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            write()
+            return
+        self._pools["memory"].submit(write)
+
+    def recalled(self, question: str) -> list[str]:
+        """Memories matching ``question``, for the prompt (empty if none or memory is off)."""
+        if self.memory is None or self.config.memory.recall_k == 0:
+            return []
+        try:
+            return [m.text for m in self.memory.recall(question, self.config.memory.recall_k)]
+        except MemoryStoreError as err:
+            log.error("recall: %s", err)
+            return []
+
+    def timers_changed(self) -> None:
+        """A timer was added or cancelled: the watcher looks again now."""
+        if self._timers_changed is not None:
+            self._timers_changed.set()
+
+    def due_announcements(self, now: float, *, started: float) -> list[tuple[int, str]]:
+        """Timers and reminders due at ``now`` not yet announced: (id, sentence). Pure given the store."""
+        if self.memory is None:
+            return []
+        try:
+            pending = self.memory.timers()
+        except MemoryStoreError as err:
+            log.error("timers: %s", err)
+            return []
+        out = []
+        for t in pending:
+            if t.due > now or t.id in self._announced:
+                continue
+            while_off = t.due < started
+            if t.kind == "timer":
+                text = (f"While I was off, your {timer_name(t.kind, t.label)} went off." if while_off
+                        else f"Your {timer_name(t.kind, t.label)} is done.")
+            else:
+                text = ("While I was off, " if while_off else "") + f"Reminder: {flip_person(t.label)}."
+                text = text[:1].upper() + text[1:]
+            out.append((t.id, text))
+        return out
+
+    def next_due(self) -> float | None:
+        if self.memory is None:
+            return None
+        try:
+            pending = [t for t in self.memory.timers() if t.id not in self._announced]
+        except MemoryStoreError:
+            return None
+        return min((t.due for t in pending), default=None)
+
+    async def say_reply(self, question: str, text: str, sink: AudioSink, trace: TurnTrace) -> None:
+        """Say a whole reply known in advance (a tool's answer, the view) as the turn's reply, phrase by phrase."""
+        trace.first_token = trace.first_phrase = time.monotonic()
+        chunker = PhraseChunker(first_phrase_words=self.config.tts.first_phrase_words)
+        for phrase in (chunker.push(text + " ") + chunker.flush()) or [text]:
+            trace.phrases.append(phrase)
+            await self._say(phrase, sink, trace)
+        await sink.drain()
+        trace.reply = " ".join(trace.phrases)
+        trace.reply_done = time.monotonic()
+        self.conversation.add(question, trace.reply)
+
+    async def _act_on_intent(self, text: str, sink: AudioSink, trace: TurnTrace, camera: Camera | None) -> bool:
+        """The tools (timers, memory, photo, persona...): True if ``text`` was one and was answered."""
+        if not self.config.tools.enabled:
+            return False
+        return await self.tools.act(text, sink, trace, camera)
+
+    async def _announce(self, item: _Announcement, sink: AudioSink) -> TurnTrace:
+        """Say a due timer or reminder between turns, then mark it done (said at least once)."""
+        now = time.monotonic()
+        trace = TurnTrace(turn=self._turn_counter, transcript="", speech_end=now, end_detected=now,
+                          transcript_final=now)
+        trace.outcome = "announcement"
+        await self._say(str(item), sink, trace)
+        await sink.drain()
+        trace.reply = str(item)
+        trace.phrases = [str(item)]
+        trace.reply_done = time.monotonic()
+        if self.memory is not None:
+            try:
+                await asyncio.to_thread(self.memory.set_timer_state, item.timer_id, "done")
+            except MemoryStoreError as err:
+                log.error("timer %d: %s", item.timer_id, err)
+        return trace
+
     def configure_remote(self, cfg: RemoteConfig) -> None:
         """Use these ``[remote]`` settings from the next turn on (nothing connects until a question is routed)."""
         self.config = dataclasses.replace(self.config, remote=cfg)
@@ -209,8 +396,11 @@ class Assistant:
         return decide(question, self.config.remote)
 
     def close(self) -> None:
+        self._pools["memory"].shutdown(wait=True)  # the turn log's last writes land first
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
+        if self.memory is not None:
+            self.memory.close()
 
     async def _call(self, engine: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -306,7 +496,8 @@ class Assistant:
                 traces.append(trace)
                 if on_turn is not None:
                     on_turn(trace)
-                if max_turns is not None and len(traces) >= max_turns:
+                answered = sum(1 for t in traces if t.outcome != "announcement")
+                if max_turns is not None and answered >= max_turns and trace.outcome != "announcement":
                     await source.close()
 
         def submit(ended: TurnEnded | str, t: float) -> None:
@@ -371,6 +562,7 @@ class Assistant:
                     await act(ctl.button(kind, time.monotonic()), time.monotonic())
 
         worker = asyncio.create_task(answer_turns())
+        timer_task = asyncio.create_task(self._watch_timers(turns)) if self.memory is not None else None
         button_task = asyncio.create_task(listen_buttons()) if buttons is not None else None
         min_end_chunks = -(-vcfg.min_end_silence_ms // 32)  # ceil: at least that much silence
 
@@ -441,10 +633,46 @@ class Assistant:
         finally:
             if button_task is not None:
                 button_task.cancel()
+            if timer_task is not None:
+                timer_task.cancel()
             await turns.put(None)
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
         return traces
+
+    async def run_timers(self, sink: AudioSink, *, wait_s: float, started: float | None = None) -> list[TurnTrace]:
+        """Without the loop (`run --text`): say what is due now, then wait up to ``wait_s`` for timers
+        falling due in that time and say them too. Later ones stay pending for the next start."""
+        started = time.time() if started is None else started
+        deadline = time.time() + wait_s
+        said: list[TurnTrace] = []
+        while True:
+            for tid, text in await asyncio.to_thread(self.due_announcements, time.time(), started=started):
+                self._announced.add(tid)
+                said.append(await self._announce(_Announcement(text, tid), sink))
+            nxt = await asyncio.to_thread(self.next_due)
+            if nxt is None or nxt > deadline:
+                return said
+            await asyncio.sleep(max(0.05, nxt - time.time()))
+
+    async def _watch_timers(self, turns: asyncio.Queue[Any]) -> None:
+        """Queue each due timer or reminder as an announcement, said between turns (never over a reply).
+
+        Pending timers are in the database, so they are re-armed after a restart; those that fell
+        due while the assistant was off are announced at once ("While I was off, ...").
+        """
+        started = time.time()
+        self._timers_changed = asyncio.Event()
+        while True:
+            now = time.time()
+            for tid, text in await asyncio.to_thread(self.due_announcements, now, started=started):
+                self._announced.add(tid)
+                turns.put_nowait((_Announcement(text, tid), None, None, None))
+            nxt = await asyncio.to_thread(self.next_due)
+            wait = 60.0 if nxt is None else max(0.05, min(60.0, nxt - time.time()))
+            self._timers_changed.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._timers_changed.wait(), wait)
 
     def wake_detector(self) -> WakeWordDetector:
         """The wake word detector of ``[listen] wake_word`` (loaded once, on first use)."""
@@ -472,6 +700,8 @@ class Assistant:
         strip: str | None = None, *, sink: AudioSink, sequential: bool = False, camera: Camera | None = None,
         reply: _Reply | None = None,
     ) -> TurnTrace:
+        if isinstance(ended, _Announcement):  # a timer or reminder fell due
+            return await self._announce(ended, sink)
         if isinstance(ended, str):  # a button press: a question with no speech
             return await self._answer_button(ended, sink, camera)
         self._turn_counter += 1
@@ -495,7 +725,9 @@ class Assistant:
                 trace.outcome = "no-speech"
                 return trace
             intent = match_vision_intent(transcript.text) if self.vision is not None else None
-            if intent is not None:
+            if await self._act_on_intent(transcript.text, sink, trace, camera):
+                pass
+            elif intent is not None:
                 await self.respond_vision(intent, transcript.text, sink, trace, camera)
             elif sequential:
                 await self.respond_sequential(transcript.text, sink, trace)
@@ -598,7 +830,7 @@ class Assistant:
         if answer is not None and answer.llm_prompt:
             # The small LLM phrases the detector's facts; it must name something that is
             # really there, else the plain description is said instead of a hallucination.
-            messages = [{"role": "system", "content": self.config.llm.system_prompt},
+            messages = [{"role": "system", "content": self.conversation.system_prompt},
                         {"role": "user", "content": answer.llm_prompt}]
             started = time.monotonic()
             reply, where = await self._call("llm", self._phrase_view, messages)
@@ -606,16 +838,7 @@ class Assistant:
             cleaned = clean_for_speech(reply)
             if is_speakable(cleaned) and mentions_any(cleaned, answer.labels):
                 spoken = cleaned
-        trace.first_token = trace.first_phrase = time.monotonic()
-        chunker = PhraseChunker(first_phrase_words=self.config.tts.first_phrase_words)
-        phrases = chunker.push(spoken + " ") + chunker.flush()
-        for phrase in phrases or [spoken]:
-            trace.phrases.append(phrase)
-            await self._say(phrase, sink, trace)
-        await sink.drain()
-        trace.reply = " ".join(trace.phrases)
-        trace.reply_done = time.monotonic()
-        self.conversation.add(question, trace.reply)
+        await self.say_reply(question, spoken, sink, trace)
         return trace
 
     def _phrase_view(self, messages: list[dict[str, str]]) -> tuple[str, str]:
@@ -632,14 +855,16 @@ class Assistant:
         return self.llm.stream(messages, lambda _piece: None), "local"
 
     async def respond_text(self, question: str, sink: AudioSink, *, camera: Camera | None = None) -> TurnTrace:
-        """A typed question (`run --text`): vision intents go to the camera, the rest to the LLM."""
+        """A typed question (`run --text`): tools first, vision intents to the camera, the rest to the LLM."""
         intent = match_vision_intent(question) if self.vision is not None else None
-        if intent is None:
-            return await self.respond(question, sink)
         self._turn_counter += 1
         now = time.monotonic()
         trace = TurnTrace(turn=self._turn_counter, transcript=question, speech_end=now, end_detected=now,
                           transcript_final=now)
+        if await self._act_on_intent(question, sink, trace, camera):
+            return trace
+        if intent is None:
+            return await self.respond(question, sink, trace)
         return await self.respond_vision(intent, question, sink, trace, camera)
 
     async def respond(self, question: str, sink: AudioSink, trace: TurnTrace | None = None) -> TurnTrace:
@@ -654,7 +879,7 @@ class Assistant:
         question = route.question  # an explicit "ask the big model" is not part of the question
         now = time.monotonic()
         trace.span("route", f"{route.target}: {route.reason}", now, now)
-        messages = self.conversation.messages(question, self.llm.count_tokens)
+        messages = self.conversation.messages(question, self.llm.count_tokens, memories=self.recalled(question))
         tokens: asyncio.Queue[str | _Fallback | None] = asyncio.Queue()
         cancel = threading.Event()
         llm = self.llm
@@ -753,12 +978,16 @@ class Assistant:
         """Synthesise one phrase and hand it to the sink (playback starts with the first).
 
         A ``filler`` is played but is not the answer: it does not count as the reply's first audio.
-        ``voice`` names another voice than the default (see :meth:`voice`).
+        ``voice`` names another voice than the persona's (see :meth:`voice`); the volume is applied.
         """
         assert self.tts is not None
         started = time.monotonic()
+        voice = voice or self.current_voice
+        trace.voice = voice
         engine = self.tts if voice is None else await self._call("tts", self.voice, voice)
         audio = await self._call("tts", engine.synthesize, text)
+        if self.volume != DEFAULT_VOLUME and audio.size:
+            audio = np.clip(audio * (self.volume / DEFAULT_VOLUME), -1.0, 1.0).astype(np.float32)
         now = time.monotonic()
         trace.span("tts", text, started, now)
         if audio.size == 0:
@@ -774,7 +1003,7 @@ class Assistant:
     async def respond_sequential(self, question: str, sink: AudioSink, trace: TurnTrace) -> TurnTrace:
         """The plain pipeline: whole reply from the LLM, then the whole reply through TTS."""
         assert self.llm is not None
-        messages = self.conversation.messages(question, self.llm.count_tokens)
+        messages = self.conversation.messages(question, self.llm.count_tokens, memories=self.recalled(question))
         started = time.monotonic()
         reply = await self._call("llm", self.llm.stream, messages, lambda _piece: None)
         trace.first_token = trace.first_phrase = time.monotonic()
@@ -794,6 +1023,17 @@ def _record_turn(folder: str, turn: int, audio: np.ndarray) -> None:
     path = Path(folder).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     write_wav(path / f"turn-{turn:04d}.wav", audio, 16_000)
+
+
+class _Announcement(str):
+    """A due timer or reminder, queued like a turn so it is said between replies."""
+
+    timer_id: int
+
+    def __new__(cls, text: str, timer_id: int) -> _Announcement:
+        obj = super().__new__(cls, text)
+        obj.timer_id = timer_id
+        return obj
 
 
 class _Filler(str):

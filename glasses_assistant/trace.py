@@ -41,13 +41,17 @@ class TurnTrace:
     """(track, label, start, end) of everything the turn did, for the Perfetto/Chrome trace."""
     vision: dict[str, object] | None = None
     """For a vision turn: intent, detected labels, facts, text read, problem, photo, timings."""
+    tool: dict[str, object] | None = None
+    """For a tool turn: tool, args, how it was chosen (rule / llm / rule-fallback), the LLM's raw call, error."""
+    voice: str | None = None
+    """The voice the reply was spoken in (a voice spec; None: the [tts] voice)."""
     capped: bool = False
     interrupted: bool = False
     """The wearer talked over the reply (or tapped): ``reply`` is only what was heard before the stop."""
     barge_in: dict[str, object] | None = None
     """For an interrupted reply: reason, when it was decided and stopped, and the whole generated text."""
     outcome: str = "answered"
-    """answered | interrupted | no-speech | error"""
+    """answered | interrupted | no-speech | error | announcement (a timer or reminder said between turns)"""
     error: str | None = None
 
     def span(self, track: str, label: str, start: float, end: float) -> None:
@@ -82,6 +86,8 @@ class TurnTrace:
     def summary(self) -> str:
         """A few readable lines for the console."""
         lines = [f"turn {self.turn}: you said: {self.transcript!r}"]
+        if self.outcome == "announcement":
+            return f"announcement: {self.reply!r}"
         if self.outcome in ("answered", "interrupted"):
             cut = " [interrupted]" if self.interrupted else ""
             lines.append(f"  assistant: {self.reply!r}{cut}")

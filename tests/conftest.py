@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,10 +13,35 @@ from glasses_assistant.config import load_config
 from glasses_assistant.pipeline import Assistant
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Memory, timers and personas of every test (and the CLIs they start) live in a temporary
+    folder, never in the wearer's ~/.local/share or ~/.config (models stay in ~/.cache)."""
+    import os
+
+    base = tmp_path_factory.mktemp("xdg")
+    saved = {k: os.environ.get(k) for k in ("XDG_DATA_HOME", "XDG_CONFIG_HOME")}
+    os.environ["XDG_DATA_HOME"], os.environ["XDG_CONFIG_HOME"] = str(base / "data"), str(base / "config")
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def make_test_config(folder: Path):  # type: ignore[no-untyped-def]
+    """The default config with memory, timers and personas in ``folder``: never the wearer's home."""
+    (folder / "personas").mkdir(parents=True, exist_ok=True)
+    return load_config(overrides={"memory": {"path": str(folder / "memory.db")},
+                                  "persona": {"dir": str(folder / "personas")},
+                                  "vision": {"photo_dir": str(folder / "photos")}})
+
+
 @pytest.fixture(scope="session")
-def assistant() -> Iterator[Assistant]:
-    """The assistant on the real bundled models, loaded and warmed once."""
-    a = Assistant(load_config())
+def assistant(tmp_path_factory: pytest.TempPathFactory, _private_home: None) -> Iterator[Assistant]:
+    """The assistant on the real bundled models, loaded and warmed once (memory in a temporary folder)."""
+    a = Assistant(make_test_config(tmp_path_factory.mktemp("assistant-home")))
     a.load()
     yield a
     a.close()

@@ -83,6 +83,7 @@ class LlamaEngine:
                 log.warning("--llm-gpu-layers %d asked for, but this llama-cpp-python was built without GPU "
                             "support: running on the CPU (docs/gpu.md shows the CUDA build)", cfg.gpu_layers)
         self.architecture = meta.get("general.architecture", "?")
+        self._grammars: dict[str, object] = {}
 
     def count_tokens(self, messages: list[Message]) -> int:
         """Tokens the messages take, with a few per message for the template's markers."""
@@ -126,6 +127,30 @@ class LlamaEngine:
             if close is not None:
                 close()
         return "".join(pieces)
+
+    def complete_json(self, messages: list[Message], schema: dict | None, *, max_tokens: int = 80,
+                      prop_order: list[str] | None = None) -> str:
+        """One whole completion for a tool call: with ``schema``, llama.cpp's grammar makes it valid JSON
+        of that schema (object keys in ``prop_order`` first); without, free generation (the caller
+        parses what it gets)."""
+        import json
+
+        grammar = None
+        if schema is not None:
+            key = json.dumps(schema, sort_keys=True)
+            grammar = self._grammars.get(key)
+            if grammar is None:
+                from llama_cpp import LlamaGrammar
+                from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+                with _quiet_stderr():
+                    grammar = LlamaGrammar.from_string(json_schema_to_gbnf(key, prop_order), verbose=False)
+                self._grammars[key] = grammar
+        out = self._llm.create_chat_completion(
+            messages=messages,  # type: ignore[arg-type]
+            max_tokens=max_tokens, temperature=0.0, repeat_penalty=1.0, grammar=grammar, stream=False,
+        )
+        return str(out["choices"][0]["message"].get("content") or "")  # type: ignore[index]
 
     def warm(self, messages: list[Message]) -> None:
         """Evaluate the system prompt once so the first turn is as fast as the tenth."""
