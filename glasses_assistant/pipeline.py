@@ -45,6 +45,8 @@ from .errors import AssistantError, ModelError
 from .phrases import PhraseChunker, clean_for_speech, is_speakable
 from .router import REMOTE, Route, decide
 from .trace import TurnTrace
+from .translate.intents import match_translate_intent
+from .translate.mode import TranslationMixin
 from .turn import EndOfTurnDetector, SpeechPaused, SpeechResumed, SpeechStarted, TurnEnded, sounds_finished
 from .vision.intents import match_vision_intent
 
@@ -90,8 +92,8 @@ class LoopStats:
     load_s: dict[str, float] = field(default_factory=dict)
 
 
-class Assistant:
-    """The loaded models plus the state of one conversation."""
+class Assistant(TranslationMixin):
+    """The loaded models plus the state of one conversation (and live translation: see :mod:`.translate.mode`)."""
 
     def __init__(self, config: Config, catalogue: Catalogue | None = None) -> None:
         self.config = config
@@ -119,6 +121,7 @@ class Assistant:
             name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ga-{name}")
             for name in ("vad", "stt", "llm", "tts", "vision")
         }
+        self._init_translation()
         self._turn_counter = 0
         self._wake: WakeWordDetector | None = None
         self.controller: TurnController | None = None
@@ -462,7 +465,7 @@ class Assistant:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         future = loop.run_in_executor(
-            self._pools["stt"], lambda: self.stt.transcribe(audio, cancel=cancel)  # type: ignore[union-attr]
+            self._pools["stt"], lambda: self.active_transcribe(audio, cancel=cancel)
         )
         self.stats.speculative_started += 1
         return _Speculation(future, cancel, len(audio), started)
@@ -494,8 +497,18 @@ class Assistant:
             if transcript.is_empty:
                 trace.outcome = "no-speech"
                 return trace
+            if self.translation is not None:
+                if transcript.language_prob is None:
+                    # Transcribed before translation started (by the English-only Whisper): again, multilingual.
+                    transcript = await self._call("stt", self.active_transcribe, ended.audio)
+                    trace.transcript, trace.language = transcript.text, transcript.language
+                await self.respond_translation_turn(transcript, ended.audio, sink, trace)
+                return trace
+            mt_intent = match_translate_intent(transcript.text)
             intent = match_vision_intent(transcript.text) if self.vision is not None else None
-            if intent is not None:
+            if mt_intent is not None:
+                await self.respond_translate_intent(mt_intent, transcript.text, sink, trace, camera)
+            elif intent is not None:
                 await self.respond_vision(intent, transcript.text, sink, trace, camera)
             elif sequential:
                 await self.respond_sequential(transcript.text, sink, trace)
@@ -550,7 +563,7 @@ class Assistant:
             self.stats.speculative_used += 1
         else:
             trace.stt_start = time.monotonic()
-            transcript = await self._call("stt", self.stt.transcribe, ended.audio)
+            transcript = await self._call("stt", self.active_transcribe, ended.audio)
         trace.transcript_final = time.monotonic()
         trace.span("stt", "speculative transcription" if trace.speculative_stt else "transcription",
                    trace.stt_start, trace.transcript_final)
@@ -632,14 +645,18 @@ class Assistant:
         return self.llm.stream(messages, lambda _piece: None), "local"
 
     async def respond_text(self, question: str, sink: AudioSink, *, camera: Camera | None = None) -> TurnTrace:
-        """A typed question (`run --text`): vision intents go to the camera, the rest to the LLM."""
+        """A typed question (`run --text`): translation and vision intents first, the rest to the LLM."""
+        mt_intent = match_translate_intent(question)
         intent = match_vision_intent(question) if self.vision is not None else None
-        if intent is None:
+        if intent is None and mt_intent is None:
             return await self.respond(question, sink)
         self._turn_counter += 1
         now = time.monotonic()
         trace = TurnTrace(turn=self._turn_counter, transcript=question, speech_end=now, end_detected=now,
                           transcript_final=now)
+        if mt_intent is not None:
+            return await self.respond_translate_intent(mt_intent, question, sink, trace, camera)
+        assert intent is not None
         return await self.respond_vision(intent, question, sink, trace, camera)
 
     async def respond(self, question: str, sink: AudioSink, trace: TurnTrace | None = None) -> TurnTrace:

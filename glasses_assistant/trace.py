@@ -41,6 +41,8 @@ class TurnTrace:
     """(track, label, start, end) of everything the turn did, for the Perfetto/Chrome trace."""
     vision: dict[str, object] | None = None
     """For a vision turn: intent, detected labels, facts, text read, problem, photo, timings."""
+    translation: dict[str, object] | None = None
+    """For a translation turn: mode, languages heard and spoken, the translation, engine, model, timings."""
     capped: bool = False
     interrupted: bool = False
     """The wearer talked over the reply (or tapped): ``reply`` is only what was heard before the stop."""
