@@ -41,6 +41,9 @@ def sign_text(lines: Sequence[object], *, min_score: float = 0.6) -> str:
         text = re.sub(r"\s+", " ", str(getattr(ln, "text", ""))).strip()
         if float(getattr(ln, "score", 1.0)) < min_score or not looks_like_words(text):
             continue
+        if sum(c.isupper() for c in text) > sum(c.islower() for c in text):
+            # Signs shout; the translator reads "Sortie de secours" better than "SORTIE DE SECOURS".
+            text = text[0].upper() + text[1:].lower()
         kept.append(text if text[-1] in ".!?:;," else text + ".")
     return " ".join(kept)
 
