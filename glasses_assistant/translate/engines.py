@@ -61,8 +61,9 @@ class ChatModel(Protocol):
 
 def messages_for(text: str, source: str, target: str) -> list[dict[str, str]]:
     """The prompt: measured on the 0.5B and 1.5B Qwen, the instruction in the user turn keeps them on task."""
+    known = f"{name(source)} " if source and source != "auto" else ""  # unknown: the model works it out
     return [{"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": f"Translate this {name(source)} text into {name(target)}:\n{text.strip()}"}]
+            {"role": "user", "content": f"Translate this {known}text into {name(target)}:\n{text.strip()}"}]
 
 
 _PREAMBLE = re.compile(
