@@ -93,8 +93,7 @@ class TranslationMixin:
     translation: TranslationState | None = None
     captions: Captions
     _mt_stt: WhisperEngine | None = None
-    _mt_llm: Any = None
-    _translator: Translator | None = None
+    _translator: LlmTranslator | None = None
     _mt_pool: str = "mt"
     """The worker the translator runs on: its own, or the chat LLM's when it is the chat LLM."""
 
@@ -102,7 +101,6 @@ class TranslationMixin:
         self.translation = None
         self.captions = Captions()
         self._mt_stt = None
-        self._mt_llm = None
         self._translator = None
         self._pools.setdefault("mt", ThreadPoolExecutor(max_workers=1, thread_name_prefix="ga-mt"))
 
@@ -113,8 +111,6 @@ class TranslationMixin:
 
     def load_translation(self, progress: Callable[[str], None] = lambda _m: None) -> None:
         """Load the multilingual Whisper and the translator (blocking; done once, on first use)."""
-        from ..engines.llm import LlamaEngine
-        from ..engines.remote import RemoteLlm
         from ..engines.stt import WhisperEngine
         from ..pipeline import resolve_model
 
@@ -136,29 +132,15 @@ class TranslationMixin:
             progress(f"loaded translation stt {self.model_ids['translate-stt']} in "
                      f"{self.stats.load_s['translate-stt']:.2f} s")
         if self._translator is None:
-            t0 = time.perf_counter()
-            if tcfg.engine == "remote":
-                if not self.config.remote.url:
-                    raise ModelError("[translate] engine remote needs --remote-url (an OpenAI-compatible server)")
-                llm: Any = RemoteLlm(self.config.remote, temperature=0.0)
-                model_id = f"remote {self.config.remote.model or self.config.remote.url}"
-            elif tcfg.model == "chat":
-                llm, model_id = self.llm, self.model_ids.get("llm", "chat")
-                self._mt_pool = "llm"
-            else:
-                from dataclasses import replace
+            from .factory import open_translator
 
-                path, model_id = resolve_model(self.catalogue, "llm", tcfg.model)
-                cfg = replace(self.config.llm, context=tcfg.context, threads=tcfg.threads, temperature=0.0,
-                              max_tokens=min(tcfg.max_tokens, tcfg.context // 2))
-                llm = LlamaEngine(path, cfg)
-                llm.warm([{"role": "user", "content": "Hello."}])
-            self._mt_llm = llm
-            self._translator = LlmTranslator(llm, model=model_id, engine="remote" if tcfg.engine == "remote"
-                                             else "llm", max_tokens=tcfg.max_tokens)
-            self.model_ids["translate"] = model_id
+            t0 = time.perf_counter()
+            self._translator = open_translator(self.config, self.catalogue, chat=self.llm,
+                                               chat_id=self.model_ids.get("llm", "chat"))
+            self._mt_pool = "llm" if self._translator.llm is self.llm else "mt"
+            self.model_ids["translate"] = self._translator.model
             self.stats.load_s["translate"] = round(time.perf_counter() - t0, 3)
-            progress(f"loaded translator {model_id} in {self.stats.load_s['translate']:.2f} s")
+            progress(f"loaded translator {self._translator.model} in {self.stats.load_s['translate']:.2f} s")
 
     def translator(self) -> Translator:
         """The text translator (loaded on first use)."""
