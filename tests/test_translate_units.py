@@ -171,3 +171,28 @@ def test_captions_reach_every_listener_and_a_failing_one_does_not_stop_them() ->
     asyncio.run(caps.emit(CaptionEvent("translation", "Where is the station?", "en")))
     assert got == ["  -> [en] Where is the station?", "async Where is the station?"]
     assert caps.history[-1].kind == "translation"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["translate", "Bonjour"], "--from LANG is needed"),
+    (["translate", "Bonjour", "--from", "klingon"], "--from 'klingon' is not a language"),
+    (["translate"], "give the TEXT to translate or --wav FILE"),
+    (["translate", "Bonjour", "--from", "fr", "--translate-engine", "google"], "--translate-engine must be"),
+    (["translate-bench", "--langs", "it"], "--langs must be some of fr,es,de"),
+    (["translate-bench", "--latency", "-1"], "--latency must be 0 or more"),
+])
+def test_cli_mistakes_are_one_line_errors(argv: list[str], message: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    from glasses_assistant.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_the_test_set_has_twenty_phrases_per_language_in_every_category() -> None:
+    from glasses_assistant.translate.bench import load_testset
+
+    phrases = load_testset()
+    assert len(phrases) >= 20
+    assert {p.category for p in phrases} == {"sign", "direction", "menu", "smalltalk"}
+    assert all(set(p.text) == {"en", "fr", "es", "de"} and all(p.text.values()) for p in phrases)
