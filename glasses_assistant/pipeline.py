@@ -502,7 +502,7 @@ class Assistant(TranslationMixin):
                     # Transcribed before translation started (by the English-only Whisper): again, multilingual.
                     transcript = await self._call("stt", self.active_transcribe, ended.audio)
                     trace.transcript, trace.language = transcript.text, transcript.language
-                await self.respond_translation_turn(transcript, ended.audio, sink, trace)
+                await self.respond_translation_turn(transcript, ended.audio, sink, trace, camera)
                 return trace
             mt_intent = match_translate_intent(transcript.text)
             intent = match_vision_intent(transcript.text) if self.vision is not None else None

@@ -19,8 +19,10 @@ from helpers import converse, words
 
 from glasses_assistant.audio.io import SAMPLE_RATE, WavSink, resample
 from glasses_assistant.camera import FileCamera
+from glasses_assistant.engines.stt import Transcript
 from glasses_assistant.engines.voices import open_voice
 from glasses_assistant.pipeline import Assistant
+from glasses_assistant.trace import TurnTrace
 
 pytestmark = pytest.mark.models
 
@@ -143,3 +145,22 @@ def test_a_sign_without_words_is_said_plainly(assistant: Assistant, tmp_path: Pa
                                                camera=FileCamera(image)))
     assert trace.translation is not None and trace.translation["outcome"] == "no-text", trace.translation
     assert trace.reply == "I can't see any text to translate."
+
+
+@pytest.mark.parametrize("heard,expected,outcome", [
+    # Mixed languages: Whisper is unsure which one it heard.
+    (Transcript("Bonjour, guten Tag, good morning.", "fr", 2.0, 0.31, detected=(("fr", 0.31), ("de", 0.29))),
+     "I didn't catch which language that was.", "unsure"),
+    # The wearer speaks first and no partner language is known yet.
+    (Transcript("Where is the station?", "en", 2.0, 0.97, detected=(("en", 0.97),)),
+     "I don't know the other language yet. Let them speak first, or say, for example, translate to Spanish.",
+     "no-partner"),
+])
+def test_turns_that_cannot_be_translated_get_a_short_honest_answer(
+    translating: Assistant, tmp_path: Path, heard: Transcript, expected: str, outcome: str
+) -> None:
+    asyncio.run(translating.start_translation(None, None))
+    trace = TurnTrace(turn=1)
+    asyncio.run(translating.respond_translation_turn(heard, None, WavSink(tmp_path / "r.wav"), trace))
+    assert trace.translation is not None and trace.translation["outcome"] == outcome
+    assert trace.reply == expected and trace.first_audio is not None

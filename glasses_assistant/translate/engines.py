@@ -76,7 +76,7 @@ _QUOTES = "\"'“”„«»‘’‚`"
 _CHATTY = re.compile(
     r"\b(?:I'm sorry|I am sorry|as an AI|I cannot|I can't|I can not|the user|this (?:text|sentence|phrase) "
     r"(?:means|is|translates)|translates to|translation of|in this context|sure[,!]|certainly[,!]|"
-    r"here is|here's|please provide)\b",
+    r"here is|here.s)\b",
     re.IGNORECASE,
 )
 

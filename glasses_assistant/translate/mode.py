@@ -225,7 +225,7 @@ class TranslationMixin:
         return trace
 
     async def respond_translation_turn(self, transcript: Transcript, audio: np.ndarray | None,
-                                       sink: AudioSink, trace: TurnTrace) -> TurnTrace:
+                                       sink: AudioSink, trace: TurnTrace, camera: Camera | None = None) -> TurnTrace:
         """One turn of conversation mode (the transcript is from the multilingual Whisper)."""
         state = self.translation
         assert state is not None
@@ -238,9 +238,11 @@ class TranslationMixin:
         if lang == state.wearer:
             intent = match_translate_intent(text)
             if intent is not None and intent.action in ("stop", "start", "sign"):
-                return await self.respond_translate_intent(intent, text, sink, trace, None)
-        # Bad input first: a language not translated, or speech Whisper could not place.
-        if top[0] not in tcfg.language_list and top[1] >= tcfg.min_language_prob:
+                return await self.respond_translate_intent(intent, text, sink, trace, camera)
+        # Bad input first: a language not translated, or speech Whisper could not place. When the wearer
+        # named the partner's language, only a near-certain other language overrides what they said.
+        sure = max(0.9, tcfg.min_language_prob) if state.fixed else tcfg.min_language_prob
+        if top[0] not in tcfg.language_list and top[1] >= sure:
             info["outcome"] = "unsupported"
             await self._speak_text(unsupported(top[0]), sink, trace)
             return trace
