@@ -648,12 +648,17 @@ class Assistant(TranslationMixin):
         """A typed question (`run --text`): translation and vision intents first, the rest to the LLM."""
         mt_intent = match_translate_intent(question)
         intent = match_vision_intent(question) if self.vision is not None else None
-        if intent is None and mt_intent is None:
+        if intent is None and mt_intent is None and self.translation is None:
             return await self.respond(question, sink)
         self._turn_counter += 1
         now = time.monotonic()
         trace = TurnTrace(turn=self._turn_counter, transcript=question, speech_end=now, end_detected=now,
                           transcript_final=now)
+        if self.translation is not None and mt_intent is None:
+            # Typed while translating: the wearer's words, for the partner.
+            wearer = self.translation.wearer
+            typed = Transcript(question, wearer, 0.0, 1.0, detected=((wearer, 1.0),))
+            return await self.respond_translation_turn(typed, None, sink, trace, camera)
         if mt_intent is not None:
             return await self.respond_translate_intent(mt_intent, question, sink, trace, camera)
         assert intent is not None
