@@ -162,6 +162,7 @@ def _latency(config: Config, catalogue: Any, phrases: list[Phrase], langs: tuple
     assistant = Assistant(config, catalogue)
     assistant.load()
     lat: list[float] = []
+    stages: dict[str, list[float]] = {}
     outcomes: dict[str, int] = {}
     progress(f"  latency: {n} spoken phrases per language through the loop in conversation mode "
              f"(model {config.translate.model}, partner language named)")
@@ -176,12 +177,16 @@ def _latency(config: Config, catalogue: Any, phrases: list[Phrase], langs: tuple
                 outcomes[outcome] = outcomes.get(outcome, 0) + 1
                 if outcome == "translated" and t.first_audio is not None and t.speech_end is not None:
                     lat.append(t.first_audio - t.speech_end)
+                    for stage, ms in t.stage_ms().items():  # llm: the translation
+                        if ms is not None:
+                            stages.setdefault("translate" if stage == "llm" else stage, []).append(ms / 1000)
             assistant.stop_translation()
             progress(f"    {name(lang)}: {said} {len(traces)} turns")
     finally:
         assistant.close()
     return {"n": len(lat), "p50_s": _pct(lat, 0.5), "p95_s": _pct(lat, 0.95),
             "mean_s": round(statistics.fmean(lat), 3) if lat else None, "outcomes": outcomes,
+            "stage_p50_s": {k: _pct(v, 0.5) for k, v in stages.items()},
             "model": config.translate.model, "stt": config.translate.stt_model}
 
 
@@ -210,3 +215,4 @@ def _print_table(report: dict[str, Any], progress: Callable[[str], None]) -> Non
     if lat:
         progress(f"\nend of speech -> first translated audio: p50 {lat['p50_s']} s, p95 {lat['p95_s']} s "
                  f"over {lat['n']} translated turns ({lat['outcomes']})")
+        progress("  median stages: " + ", ".join(f"{k} {v} s" for k, v in lat.get("stage_p50_s", {}).items()))
