@@ -44,6 +44,7 @@ from .messages import (
     ButtonEventMsg,
     ButtonKind,
     CameraFrameMsg,
+    Caption,
     CaptureRequest,
     Codec,
     Error,
@@ -499,6 +500,14 @@ class BridgeClient:
             self.stats.speaker_chunks += 1
             self.stats.speaker_bytes += len(data)
             sent_s += len(data) / (2 * sample_rate)
+
+    async def caption(self, text: str, *, kind: int = Caption.TRANSCRIPT, language: str = "",
+                      final: bool = True, caption_id: int = 0) -> bool:
+        """Show a caption on the glasses' display; False (nothing sent) when they have none."""
+        if self.capabilities is None or not self.capabilities.has_display:
+            return False
+        await self._send(Caption(caption_id, kind, final, language, text[:2000]))
+        return True
 
     async def stop_playback(self) -> None:
         """Interrupt :meth:`play` and tell the device to flush its speaker buffer."""

@@ -47,13 +47,15 @@ __all__ = [
     "FwEnd",
     "FwQuery",
     "FwStatus",
+    "Caption",
     "MESSAGE_TYPES",
     "encode_message",
     "decode_message",
 ]
 
-# 1.1 added the firmware update messages (0x60-0x64); a 1.0 peer counts them as unknown_type.
-PROTOCOL_MINOR = 1
+# 1.1 added the firmware update messages (0x60-0x64); 1.2 the Caption (0x70). An older peer
+# counts what it does not know as unknown_type and carries on.
+PROTOCOL_MINOR = 2
 
 
 class Codec:
@@ -146,6 +148,7 @@ class MsgType:
     FW_END = 0x62
     FW_QUERY = 0x63
     FW_STATUS = 0x64
+    CAPTION = 0x70
 
 
 class _Reader:
@@ -639,6 +642,37 @@ class FwStatus(Message):
                    bitmap[:n])
 
 
+@dataclass(frozen=True, slots=True)
+class Caption(Message):
+    """Text for the wearer's display, host -> device (since 1.2): live translation captions.
+
+    ``kind`` 1 = transcript (what was heard), 2 = translation; ``final`` 0 while the text may
+    still change (the device replaces the caption with the same ``caption_id``), 1 when done;
+    ``language`` a language code ("fr"); ``text`` UTF-8. A device without a display ignores it.
+    """
+
+    TYPE: ClassVar[int] = MsgType.CAPTION
+    TRANSCRIPT: ClassVar[int] = 1
+    TRANSLATION: ClassVar[int] = 2
+    caption_id: int = 0
+    kind: int = 1
+    final: bool = True
+    language: str = ""
+    text: str = ""
+
+    def encode_payload(self) -> bytes:
+        return struct.pack("<IBB", self.caption_id, self.kind, 1 if self.final else 0) + _str(self.language) + _str(
+            self.text)
+
+    @classmethod
+    def decode_payload(cls, payload: bytes) -> Caption:
+        r = _Reader(payload)
+        cid, kind, final = r.unpack("<IBB")
+        if kind not in (cls.TRANSCRIPT, cls.TRANSLATION):
+            raise MessageDecodeError("bad_payload", f"caption kind {kind}")
+        return cls(int(cid), int(kind), bool(final), r.string(), r.string())
+
+
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.TYPE: cls
     for cls in (
@@ -659,6 +693,7 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
         FwEnd,
         FwQuery,
         FwStatus,
+        Caption,
     )
 }
 

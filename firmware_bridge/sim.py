@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import json
 import logging
 import os
 import random
@@ -41,6 +42,7 @@ from .messages import (
     ButtonEventMsg,
     ButtonKind,
     CameraFrameMsg,
+    Caption,
     CaptureRequest,
     Codec,
     Error,
@@ -118,6 +120,7 @@ class SimConfig:
     heartbeat_timeout: float = 3.0
     device_id: str = "glasses-sim"
     has_display: bool = False
+    captions_file: str | None = None  # append received captions here as JSON lines ("-": stdout)
     max_payload: int = DEFAULT_MAX_PAYLOAD
     out_queue_bytes: int = 8 * 1024 * 1024
     firmware_keys: list[bytes] = field(default_factory=list)  # raw Ed25519 keys firmware must be signed by
@@ -498,6 +501,7 @@ class GlassesSim:
         self.speaker = SpeakerSink(config.speaker_wav, config.speaker_device)
         self._last_capture = 0.0
         self.received_speaker_rates: set[int] = set()
+        self.captions: list[Caption] = []
         self.fw = _FirmwareSlots(config)
 
     # ------------------------------------------------------------ setup
@@ -728,6 +732,8 @@ class GlassesSim:
                 self.stats.speaker_samples += len(msg.data) // 2
             else:
                 link.send(Error(ErrorCode.BAD_REQUEST, f.seq, "speaker accepts PCM16 mono only"))
+        elif isinstance(msg, Caption):
+            self._show_caption(msg)
         elif isinstance(msg, SpeakerControl):
             if msg.action == SpeakerControl.FLUSH:
                 self.speaker.flush()
@@ -746,6 +752,26 @@ class GlassesSim:
             if self.fw.state == FwState.APPLYING:
                 asyncio.ensure_future(self._fw_reboot(into_new=True))
         # Heartbeat: nothing to do, last_rx was refreshed.
+
+    def _show_caption(self, msg: Caption) -> None:
+        """The display: keep the caption, and write it to --captions-file (JSON lines) if asked."""
+        if not self.config.has_display:
+            return  # no display: a caption has nowhere to go
+        self.captions.append(msg)
+        path = self.config.captions_file
+        if not path:
+            return
+        line = json.dumps({"id": msg.caption_id, "kind": "translation" if msg.kind == Caption.TRANSLATION
+                           else "transcript", "final": msg.final, "language": msg.language, "text": msg.text},
+                          ensure_ascii=False)
+        if path == "-":
+            print(f"CAPTION {line}", flush=True)
+            return
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+        except OSError as exc:
+            log.warning("cannot write caption to %s: %s", path, exc)
 
     async def _capture(self, link: _Link, req: CaptureRequest) -> None:
         if not self.led_on:
@@ -1088,6 +1114,9 @@ def parse_args(argv: Sequence[str] | None = None) -> SimConfig:
         "--stream-camera", type=float, default=0.0, metavar="FPS", help="push frames at FPS while the LED is on"
     )
     p.add_argument("--speaker-wav", metavar="FILE", help="write received speaker audio to this WAV")
+    p.add_argument("--display", action="store_true", help="the glasses have a display (captions are shown)")
+    p.add_argument("--captions-file", metavar="FILE",
+                   help="with --display: append received captions to FILE as JSON lines ('-': stdout)")
     p.add_argument("--speaker-device", nargs="?", const="default", help="play speaker audio on a real device")
     p.add_argument(
         "--press",
@@ -1138,6 +1167,8 @@ def parse_args(argv: Sequence[str] | None = None) -> SimConfig:
         stream_camera_fps=a.stream_camera,
         speaker_wav=a.speaker_wav,
         speaker_device=a.speaker_device,
+        has_display=a.display or bool(a.captions_file),
+        captions_file=a.captions_file,
         presses=a.press,
         stdin_buttons=not a.no_stdin,
         battery=a.battery,

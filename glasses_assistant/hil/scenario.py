@@ -51,12 +51,12 @@ LISTEN_MODES = ("always", "wake", "tap")
 PRESS_KINDS = ("tap", "double_tap", "long_press")
 THERMAL_STATES = ("nominal", "warm", "hot", "critical")
 SIM_KEYS = {"drop", "corrupt", "delay_ms", "disconnect_every_s", "seed", "battery", "temperature_c", "hide",
-            "capture_latency_ms", "link"}
+            "capture_latency_ms", "link", "display"}
 EXPECT_KEYS = {
     "behaviour", "which", "turns", "min_turns", "min_answered", "outcome", "transcript_contains",
     "transcript_startswith", "transcript_excludes", "answer_contains", "answer_excludes", "answer_matches",
     "heard_contains", "speaker_audio", "vision_intent", "vision_labels", "vision_problem", "photo_saved",
-    "led_on", "max_voice_to_voice_ms", "bridge", "telemetry",
+    "led_on", "max_voice_to_voice_ms", "bridge", "telemetry", "translation_outcome", "captions_contain",
 }
 
 
@@ -73,6 +73,8 @@ def words(text: str) -> list[str]:
 class Audio:
     say: str | None = None
     file: Path | None = None
+    voice: str | None = None
+    """Who says ``say``: a voice spec (``espeak-ng:fr``, a Piper id or path); None is the wearer's Piper voice."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,10 @@ class Expectation:
     vision_problem: str | None = None
     photo_saved: bool | None = None
     led_on: bool | None = None
+    translation_outcome: str | None = None
+    """translated | not-translated | unsupported | unsure | no-text | ... (the turn's translation record)."""
+    captions_contain: tuple[str, ...] = ()
+    """Any of these words in the translation captions the glasses' display received (sim with display)."""
     max_voice_to_voice_ms: float | None = None
     bridge: dict[str, int] = field(default_factory=dict)
     """Bridge counter minimums; a key may add counters: "decoder_crc_errors+decoder_header_crc_errors"."""
@@ -152,6 +158,8 @@ class Scenario:
                 args += [flag, str(s[key])]
         for p in self.presses:
             args += ["--press", f"{p.kind}@{p.at_s}"]
+        if s.get("display"):
+            args += ["--display"]
         return args
 
     def ext_args(self) -> list[str]:
@@ -179,7 +187,7 @@ def _expectation(raw: dict[str, Any], where: str) -> Expectation:
     kw: dict[str, Any] = {}
     for key, value in raw.items():
         if key in ("transcript_contains", "transcript_excludes", "answer_contains", "answer_excludes",
-                   "heard_contains", "vision_labels"):
+                   "heard_contains", "vision_labels", "captions_contain"):
             kw[key] = tuple(w.lower() for w in _strs(value, f"{where}: expect.{key}"))
         elif key == "which":
             if value not in ("first", "last", "any", "all"):
@@ -228,7 +236,7 @@ def load_scenario(path: Path) -> Scenario:
                 raise ScenarioError(f"{where}: [[audio]] file {a['file']!r} not found")
             audio.append(Audio(file=f))
         else:
-            audio.append(Audio(say=str(a["say"])))
+            audio.append(Audio(say=str(a["say"]), voice=str(a["voice"]) if "voice" in a else None))
     images = []
     for img in _strs(raw.get("camera", {}).get("images", []), f"{where}: camera.images"):
         images.append((path.parent / img).resolve())
@@ -306,6 +314,8 @@ class Observed:
     speaker_s: float | None = None
     heard: str | None = None
     photos: list[str] = field(default_factory=list)
+    captions: list[dict[str, Any]] = field(default_factory=list)
+    """What the glasses' display received (sim with ``display = true``)."""
 
 
 def _turn_failures(e: Expectation, t: dict[str, Any]) -> list[str]:
@@ -338,6 +348,9 @@ def _turn_failures(e: Expectation, t: dict[str, Any]) -> list[str]:
         fails.append(f"vision problem {vision.get('problem')!r}, expected {e.vision_problem!r}")
     if e.photo_saved is not None and bool(vision.get("photo")) != e.photo_saved:
         fails.append(f"photo saved: {bool(vision.get('photo'))}, expected {e.photo_saved}")
+    translation = t.get("translation") or {}
+    if e.translation_outcome is not None and translation.get("outcome") != e.translation_outcome:
+        fails.append(f"translation outcome {translation.get('outcome')!r}, expected {e.translation_outcome!r}")
     v2v = t.get("voice_to_voice_ms")
     if e.max_voice_to_voice_ms is not None and t.get("outcome") == "answered":
         if v2v is None:
@@ -362,7 +375,7 @@ def check(e: Expectation, obs: Observed) -> list[str]:
         "transcript_contains", "transcript_excludes", "answer_contains", "answer_excludes", "vision_labels",
     )) or any(getattr(e, k) is not None for k in (
         "outcome", "transcript_startswith", "answer_matches", "vision_intent", "vision_problem", "photo_saved",
-        "max_voice_to_voice_ms",
+        "max_voice_to_voice_ms", "translation_outcome",
     ))
     if per_turn:
         if not turns:
@@ -378,6 +391,9 @@ def check(e: Expectation, obs: Observed) -> list[str]:
             every = [_turn_failures(e, t) for t in turns]
             if all(every):
                 fails.append("no turn met every expectation; closest: " + "; ".join(min(every, key=len)))
+    shown = " ".join(str(c.get("text", "")) for c in obs.captions if c.get("kind") == "translation")
+    if e.captions_contain and not (set(e.captions_contain) & set(words(shown))):
+        fails.append(f"the display showed translations {shown!r}, none of {list(e.captions_contain)}")
     if e.heard_contains and not (set(e.heard_contains) & set(words(obs.heard or ""))):
         fails.append(f"the glasses' speaker played {obs.heard!r}, none of {list(e.heard_contains)}")
     if e.speaker_audio is not None and bool(obs.speaker_s and obs.speaker_s > 0.5) != e.speaker_audio:

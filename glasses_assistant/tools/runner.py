@@ -203,7 +203,7 @@ class ToolRunner:
             start = getattr(a, "start_translation", None)
             if start is None:
                 return NO_TRANSLATION
-            return str(await _maybe_await(start(args.get("source"), args.get("target"))))
+            return str(await _maybe_await(start(*_translation_languages(a, args))))
         store = a.memory
         if store is None:
             return a.memory_off_reason()
@@ -304,3 +304,21 @@ async def _maybe_await(value: Any) -> Any:
     if asyncio.iscoroutine(value):
         return await value
     return value
+
+
+def _translation_languages(a: Any, args: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The tool's spoken language names as (partner, wearer) codes for ``start_translation``.
+
+    "Translate into Spanish" names the partner's language (the wearer's words become Spanish),
+    as "translate to German" does for the translation intents; a name that is no language is
+    passed on as it is, so the wearer hears that it cannot be translated.
+    """
+    from ..translate.languages import code_for
+
+    def code(word: Any) -> str | None:
+        return (code_for(str(word)) or str(word).strip().lower()) if word else None
+
+    source, target = code(args.get("source")), code(args.get("target"))
+    if source is None and target is not None and target != a.config.translate.wearer_language:
+        return target, None
+    return source, target

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import os
 import signal
@@ -498,3 +499,31 @@ def test_sim_cli_errors_are_one_line(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0 and "missing.wav" in r.stderr
+
+
+def test_captions_reach_a_display_and_are_not_sent_to_glasses_without_one(tmp_path: Path) -> None:
+    captions = tmp_path / "captions.jsonl"
+
+    async def main() -> None:
+        shown = tcp_sim(has_display=True, captions_file=str(captions))
+        blind = tcp_sim()
+        try:
+            async with BridgeClient(await shown.start()) as c:
+                assert c.capabilities is not None and c.capabilities.has_display
+                assert await c.caption("Où est la gare ?", kind=1, language="fr", caption_id=4)
+                assert await c.caption("Where is the station?", kind=2, language="en", caption_id=4)
+                await eventually(lambda: len(shown.captions) == 2, 3)
+            async with BridgeClient(await blind.start()) as c:
+                assert not await c.caption("nothing to show it on")
+                await asyncio.sleep(0.2)
+                assert blind.captions == [] and c.stats.frames_tx >= 1
+        finally:
+            await shown.stop()
+            await blind.stop()
+
+    run(main())
+    lines = [json.loads(line) for line in captions.read_text(encoding="utf-8").splitlines()]
+    assert lines == [
+        {"id": 4, "kind": "transcript", "final": True, "language": "fr", "text": "Où est la gare ?"},
+        {"id": 4, "kind": "translation", "final": True, "language": "en", "text": "Where is the station?"},
+    ]

@@ -28,6 +28,7 @@ from firmware_bridge.frame import (
 from firmware_bridge.messages import (
     ButtonEventMsg,
     CameraFrameMsg,
+    Caption,
     CaptureRequest,
     Error,
     Heartbeat,
@@ -305,6 +306,7 @@ MESSAGES = st.one_of(
     st.builds(LedSet, st.booleans()),
     st.builds(LedReport, st.booleans()),
     st.builds(Telemetry, f32, st.booleans(), u16, f32, u8),
+    st.builds(Caption, u32, st.sampled_from([Caption.TRANSCRIPT, Caption.TRANSLATION]), st.booleans(), text, text),
 )
 
 
@@ -336,3 +338,15 @@ def test_unknown_type_and_bad_payload() -> None:
 def test_hello_ignores_appended_minor_fields() -> None:
     h = Hello(device_id="d", camera_resolutions=((640, 480),))
     assert Hello.decode_payload(h.encode_payload() + b"future fields") == h
+
+
+def test_caption_framing_and_a_bad_kind() -> None:
+    msg = Caption(7, Caption.TRANSLATION, True, "en", "Where is the station? Où est la gare ?")
+    raw = encode_message(msg, seq=3)
+    f = parse_frame(raw)
+    assert f.type == 0x70 and decode_message(f) == msg
+    # u32 id, u8 kind, u8 final, then two length-prefixed UTF-8 strings.
+    assert f.payload[:6] == bytes([7, 0, 0, 0, 2, 1])
+    bad = encode_frame(0x70, bytes([7, 0, 0, 0, 9, 1, 0, 0, 0, 0]))
+    with pytest.raises(MessageDecodeError):
+        decode_message(parse_frame(bad))
