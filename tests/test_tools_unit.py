@@ -227,3 +227,17 @@ def test_a_corrupt_memory_file_is_set_aside_and_the_assistant_starts(tmp_path: P
     assert a.memory is not None and a.memory.notice is not None
     assert a.memory.remember("fresh").id == 1
     a.close()
+
+
+def test_start_translation_tool_passes_codes_and_into_names_the_partner() -> None:
+    from types import SimpleNamespace
+
+    from glasses_assistant.config import Config
+    from glasses_assistant.tools.runner import _translation_languages
+
+    a = SimpleNamespace(config=Config())
+    assert _translation_languages(a, {"source": "french", "target": "english"}) == ("fr", "en")
+    assert _translation_languages(a, {"target": "Spanish"}) == ("es", None)  # "into Spanish": the partner's
+    assert _translation_languages(a, {"source": "German"}) == ("de", None)
+    assert _translation_languages(a, {}) == (None, None)
+    assert _translation_languages(a, {"source": "klingon"}) == ("klingon", None)  # said back as unsupported
