@@ -355,14 +355,20 @@ class Assistant(TranslationMixin):
     async def say_reply(self, question: str, text: str, sink: AudioSink, trace: TurnTrace) -> None:
         """Say a whole reply known in advance (a tool's answer, the view) as the turn's reply, phrase by phrase."""
         trace.first_token = trace.first_phrase = time.monotonic()
+        await self.say_whole(text, sink, trace)
+        trace.reply = " ".join(trace.phrases)
+        self.conversation.add(question, trace.reply)
+
+    async def say_whole(self, text: str, sink: AudioSink, trace: TurnTrace, *, voice: str | None = None) -> None:
+        """Say a complete text phrase by phrase (the first phrase plays while the next is made), then drain."""
+        if trace.first_token is None:
+            trace.first_token = trace.first_phrase = time.monotonic()
         chunker = PhraseChunker(first_phrase_words=self.config.tts.first_phrase_words)
         for phrase in (chunker.push(text + " ") + chunker.flush()) or [text]:
             trace.phrases.append(phrase)
-            await self._say(phrase, sink, trace)
+            await self._say(phrase, sink, trace, voice=voice)
         await sink.drain()
-        trace.reply = " ".join(trace.phrases)
         trace.reply_done = time.monotonic()
-        self.conversation.add(question, trace.reply)
 
     async def _act_on_intent(self, text: str, sink: AudioSink, trace: TurnTrace, camera: Camera | None) -> bool:
         """The tools (timers, memory, photo, persona...): True if ``text`` was one and was answered."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..translate.languages import NAMES
 from ..vision.intents import match_vision_intent
 
 _UNITS = {"second": 1, "sec": 1, "minute": 60, "min": 60, "hour": 3600, "hr": 3600, "day": 86400}
@@ -137,8 +138,8 @@ def _label(text: str) -> str:
         _after(r"\btimer\b.*?\bfor (.*)$", text) or "") else ""
 
 
-_LANGS = ("english", "french", "german", "spanish", "italian", "portuguese", "dutch", "chinese", "japanese",
-          "russian", "arabic", "polish", "ukrainian", "turkish", "swedish", "korean", "hindi", "greek")
+# The language names translation knows (one list: a name the tool reads is one start_translation takes).
+_LANGS = frozenset(n.lower() for n in NAMES.values())
 
 
 def parse_args(tool: str, text: str, persona_names: tuple[str, ...] = ()) -> dict[str, Any]:

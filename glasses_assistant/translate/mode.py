@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import AssistantError, ModelError
-from ..phrases import PhraseChunker
 from .captions import CaptionEvent, Captions
 from .engines import NOT_TRANSLATED, LlmTranslator, Translation, Translator, WhisperTranslator
 from .intents import TranslateIntent, match_translate_intent
@@ -362,24 +361,14 @@ class TranslationMixin:
         A voice that cannot be loaded (no espeak-ng voice for the language) falls back to the
         default voice rather than leaving the wearer with silence.
         """
-        if trace.first_token is None:
-            trace.first_token = trace.first_phrase = time.monotonic()
         if voice is not None:
             try:
                 await self._call("tts", self.voice, voice)
             except AssistantError as err:
                 log.warning("voice %s: %s; the default voice speaks", voice, err)
                 voice = None
-        chunker = PhraseChunker(first_phrase_words=self.config.tts.first_phrase_words)
-        phrases = chunker.push(text + " ") + chunker.flush()
-        for phrase in phrases or [text]:
-            trace.phrases.append(phrase)
-            await self._say(phrase, sink, trace, voice=voice)
-        await sink.drain()
-        trace.reply = trace.reply or " ".join(trace.phrases)
-        if not trace.reply:
-            trace.reply = text
-        trace.reply_done = time.monotonic()
+        await self.say_whole(text, sink, trace, voice=voice)
+        trace.reply = trace.reply or " ".join(trace.phrases) or text
 
     async def translate_text(self, text: str, source: str, target: str) -> Translation:
         """Translate typed text (``translate TEXT --from fr``); loads the translator on first use."""
