@@ -97,7 +97,7 @@ def make_test_jpeg(width: int = 1280, height: int = 720, quality: int = 90, seed
             cv2.circle(img, (x, y), int(rng.uniform(10, 120)), c, -1, cv2.LINE_AA)
         else:
             cv2.rectangle(img, (x, y), (x + int(rng.uniform(20, 250)), y + int(rng.uniform(20, 200))), c, -1)
-    img = cv2.GaussianBlur(img, (0, 0), 3.0)
+    img = np.asarray(cv2.GaussianBlur(img, (0, 0), 3.0), dtype=np.float32)  # already float32: no copy
     texture = cv2.GaussianBlur(rng.normal(0, 18, (height, width)).astype(np.float32), (0, 0), 1.2)
     img += texture[..., None]
     img += rng.normal(0, 3.5, img.shape).astype(np.float32)  # sensor noise

@@ -44,7 +44,7 @@ def crc32c_py(data: bytes | bytearray | memoryview, value: int = 0) -> int:
 
 def _select() -> tuple[Callable[..., int], str]:
     try:
-        import crc32c as _c  # type: ignore[import-not-found]
+        import crc32c as _c
 
         fn = _c.crc32c
         # Guard against an unrelated module of the same name.

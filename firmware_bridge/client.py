@@ -66,6 +66,16 @@ from .messages import (
     encode_message,
 )
 from .transport import Transport, open_transport
+from .untrusted import (
+    AUDIO_RATE_MAX,
+    DeviceClock,
+    LogLimiter,
+    audio_rate_ok,
+    mic_problem,
+    printable,
+    sane_speaker_rates,
+    telemetry_problem,
+)
 
 __all__ = [
     "BridgeClient",
@@ -82,6 +92,8 @@ log = logging.getLogger("firmware_bridge.client")
 
 T = TypeVar("T")
 _THERMAL_NAMES = {0: "nominal", 1: "warm", 2: "hot", 3: "critical"}
+CAMERA_CLOCK_TOLERANCE_US = 2_000_000
+"""How far ahead of the device's estimated clock a capture time may be (µs) before it is a lie."""
 _CODEC_NAMES = {Codec.PCM16: "pcm16", Codec.OPUS: "opus", Codec.LC3: "lc3"}
 
 
@@ -120,23 +132,47 @@ class Capabilities:
 
     @classmethod
     def from_hello(cls, h: Hello) -> Capabilities:
-        """Build from a device Hello message."""
+        """Build from a device Hello message, keeping only values the host can use.
+
+        The Hello is untrusted: strings are escaped and shortened (:func:`.untrusted.printable`),
+        rates outside 8-48 kHz, channel counts, chunk lengths and sizes outside the protocol's
+        sense are replaced by the protocol 1.0 defaults. :func:`hello_fixes` says which.
+        """
+        speaker_rates, _ = sane_speaker_rates(h.speaker_sample_rates)
         return cls(
-            device_id=h.device_id,
-            firmware_version=h.firmware_version,
+            device_id=printable(h.device_id, 64),
+            firmware_version=printable(h.firmware_version, 64),
             protocol_version=(h.proto_major, h.proto_minor),
-            camera_resolutions=tuple(h.camera_resolutions),
+            camera_resolutions=tuple((w, hh) for w, hh in h.camera_resolutions if w > 0 and hh > 0),
             audio_format=AudioFormat(
-                _CODEC_NAMES.get(h.mic_codec, f"codec{h.mic_codec}"), h.mic_sample_rate, h.mic_channels, h.mic_frame_ms
+                _CODEC_NAMES.get(h.mic_codec, f"codec{h.mic_codec}"),
+                h.mic_sample_rate if audio_rate_ok(h.mic_sample_rate) else 16000,
+                h.mic_channels if 1 <= h.mic_channels <= 8 else 1,
+                h.mic_frame_ms if 1 <= h.mic_frame_ms <= 1000 else 20,
             ),
-            speaker_sample_rates=tuple(h.speaker_sample_rates),
+            speaker_sample_rates=speaker_rates,
             has_camera=bool(h.features & Feature.CAMERA),
             has_speaker=bool(h.features & Feature.SPEAKER),
             has_display=bool(h.features & Feature.DISPLAY),
             has_microphone=bool(h.features & Feature.MICROPHONE),
             has_buttons=bool(h.features & Feature.BUTTONS),
-            max_payload=h.max_payload,
+            max_payload=min(max(h.max_payload, 256), DEFAULT_MAX_PAYLOAD),
         )
+
+
+def hello_fixes(h: Hello) -> list[str]:
+    """The fields of a device Hello that :meth:`Capabilities.from_hello` had to replace or cut."""
+    fixes = [name for name, bad in (
+        ("device_id", printable(h.device_id, 64) != h.device_id),
+        ("firmware_version", printable(h.firmware_version, 64) != h.firmware_version),
+        ("mic_sample_rate", not audio_rate_ok(h.mic_sample_rate)),
+        ("mic_channels", not 1 <= h.mic_channels <= 8),
+        ("mic_frame_ms", not 1 <= h.mic_frame_ms <= 1000),
+        ("speaker_sample_rates", sane_speaker_rates(h.speaker_sample_rates)[1]),
+        ("camera_resolutions", any(w <= 0 or hh <= 0 for w, hh in h.camera_resolutions)),
+        ("max_payload", not 256 <= h.max_payload <= DEFAULT_MAX_PAYLOAD),
+    ) if bad]
+    return fixes
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,12 +223,9 @@ class TelemetrySample:
 
 
 @dataclass(slots=True)
-class BridgeStats:
-    """Counters for everything the client dropped, refused or repaired.
-
-    ``decoder`` (framing: CRC errors, resyncs, ...) and ``jitter`` (gap fill,
-    reorder) accumulate across reconnects.  :meth:`as_dict` flattens them.
-    """
+class LinkCounters:
+    """What any glasses link counts about itself, under the same names for every kind of link
+    (our bridge, Brilliant's BLE), so that logs and tests read them alike."""
 
     connects: int = 0
     reconnects: int = 0
@@ -201,15 +234,30 @@ class BridgeStats:
     heartbeat_timeouts: int = 0
     frames_rx: int = 0
     frames_tx: int = 0
+
+
+@dataclass(slots=True)
+class BridgeStats(LinkCounters):
+    """Counters for everything the client dropped, refused or repaired.
+
+    ``decoder`` (framing: CRC errors, resyncs, ...) and ``jitter`` (gap fill,
+    reorder) accumulate across reconnects.  :meth:`as_dict` flattens them.
+    """
+
     unknown_type: int = 0
     bad_payload: int = 0
+    unexpected_type: int = 0  # a host-to-device message sent by the device: ignored
+    hello_fields_fixed: int = 0  # device Hello fields out of range, replaced by protocol defaults
+    hello_bad_version: int = 0  # a device Hello mid-session with an unknown major: link closed
     device_errors: int = 0
+    log_suppressed: int = 0  # repeated device complaints not logged (rate limit)
     mic_chunks: int = 0  # chunks delivered into the jitter buffer
-    mic_format_errors: int = 0  # non-PCM16 or unexpected layout, dropped
+    mic_format_errors: int = 0  # non-PCM16, not mono, rate outside 8-48 kHz, odd or over-long: dropped
     mic_queue_dropped: int = 0  # dropped because a consumer fell behind
     camera_frames: int = 0  # accepted frames
     camera_superseded: int = 0  # accepted but replaced by a newer one before anyone took it
     camera_stale_dropped: int = 0  # arrived older than the newest: never handed out
+    camera_bad_time: int = 0  # capture time far ahead of the device's own clock: dropped
     camera_refused_led: int = 0  # LED off/unknown at capture: refused (privacy)
     camera_queue_dropped: int = 0
     capture_requests: int = 0
@@ -217,7 +265,9 @@ class BridgeStats:
     capture_refused: int = 0
     buttons: int = 0
     buttons_dropped: int = 0
+    buttons_invalid: int = 0  # unknown button kind: dropped
     telemetry: int = 0
+    telemetry_invalid: int = 0  # NaN, infinity or out-of-range readings: dropped
     speaker_chunks: int = 0
     speaker_bytes: int = 0
     decoder: DecoderStats = field(default_factory=DecoderStats)
@@ -237,23 +287,42 @@ class BridgeStats:
 
 
 class _Subscription(Generic[T]):
-    """Bounded async iterator fed by the client (drop-oldest on overflow)."""
+    """Bounded async iterator fed by the client (drop-oldest on overflow).
+
+    Bounded in items and, with ``max_bytes``, in the bytes the items hold (``size(item)``):
+    a device decides how big its chunks are, so a count alone bounds nothing.
+    """
 
     _END: Any = object()
 
-    def __init__(self, maxsize: int, on_drop: Callable[[], None], owner: list[_Subscription[T]]) -> None:
+    def __init__(self, maxsize: int, on_drop: Callable[[], None], owner: list[_Subscription[T]], *,
+                 max_bytes: int = 0, size: Callable[[Any], int] = lambda _item: 0) -> None:
         self._q: asyncio.Queue[Any] = asyncio.Queue(maxsize)
         self._on_drop = on_drop
         self._owner = owner
         self._ended = False
+        self._max_bytes = max_bytes
+        self._size = size
+        self._bytes = 0
+
+    def _drop_oldest(self) -> None:
+        try:
+            old = self._q.get_nowait()
+        except asyncio.QueueEmpty:
+            return
+        if old is not self._END:
+            self._bytes -= self._size(old)
+            self._on_drop()
 
     def put(self, item: Any) -> None:
+        n = 0 if item is self._END else self._size(item)
+        if self._max_bytes:
+            while self._bytes + n > self._max_bytes and not self._q.empty():
+                self._drop_oldest()
         if self._q.full():
-            with contextlib.suppress(asyncio.QueueEmpty):
-                self._q.get_nowait()
-            if item is not self._END:
-                self._on_drop()
+            self._drop_oldest()
         self._q.put_nowait(item)
+        self._bytes += n
 
     def end(self) -> None:
         self.put(self._END)
@@ -272,7 +341,8 @@ class _Subscription(Generic[T]):
             self._ended = True
             self.close()
             raise StopAsyncIteration
-        return item  # type: ignore[no-any-return]
+        self._bytes -= self._size(item)
+        return item
 
     def close(self) -> None:
         """Stop receiving (frees the queue)."""
@@ -291,7 +361,11 @@ class BridgeClient:
     ``ble://ADDR``.  Times are in seconds.  ``heartbeat_timeout``: the link is
     declared dead after this long without any frame.  ``connect_timeout``:
     how long :meth:`start` keeps trying.  ``jitter_depth``: microphone chunks
-    of reorder window.  ``mic_queue``/``button_queue``: per-iterator bounds.
+    of reorder window.  ``mic_queue``/``button_queue``: per-iterator bounds
+    (``mic_queue_bytes``: the microphone's in bytes too, default 5 s at 48 kHz).
+    After a link loss the client waits before each reconnect, doubling from
+    ``backoff_initial`` to ``backoff_max`` (±25 %), and starts again from
+    ``backoff_initial`` only after a session that lasted ``stable_s``.
     ``speaker_chunk_ms``/``speaker_lead``: speaker frame size and how far
     ahead of real time :meth:`play` may run.
     """
@@ -306,8 +380,10 @@ class BridgeClient:
         connect_timeout: float = 5.0,
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
+        stable_s: float = 2.0,
         jitter_depth: int = 3,
         mic_queue: int = 250,
+        mic_queue_bytes: int = 5 * 2 * AUDIO_RATE_MAX,
         button_queue: int = 64,
         camera_queue: int = 1,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
@@ -323,11 +399,13 @@ class BridgeClient:
         self.connect_timeout = connect_timeout
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.stable_s = stable_s
         self.max_payload = max_payload
         self.speaker_chunk_ms = speaker_chunk_ms
         self.speaker_lead = speaker_lead
         self.host_id = host_id
         self._mic_queue = mic_queue
+        self._mic_queue_bytes = mic_queue_bytes
         self._button_queue = button_queue
         self._camera_queue = camera_queue
         self._factory = transport_factory
@@ -355,6 +433,8 @@ class BridgeClient:
         self._led_waiters: list[tuple[bool, asyncio.Future[None]]] = []
         self._play_gen = 0
         self._rng = random.Random()
+        self._device_clock = DeviceClock()
+        self._log_limit = LogLimiter()
         # Firmware update (firmware_bridge.firmware): the latest FwStatus and who waits for one.
         self.firmware_status: FwStatus | None = None
         self._fw_waiters: list[asyncio.Future[FwStatus]] = []
@@ -371,6 +451,11 @@ class BridgeClient:
     def connected(self) -> bool:
         """True while a handshaken link is up."""
         return self._connected.is_set()
+
+    @property
+    def fatal(self) -> BaseException | None:
+        """Why the client gave up for good (an unsupported protocol, no transport), or None."""
+        return self._fatal
 
     async def start(self) -> None:
         """Connect and handshake, retrying until ``connect_timeout``.
@@ -429,7 +514,9 @@ class BridgeClient:
     def microphone(self) -> AsyncIterator[MicChunk]:
         """Async iterator of :class:`MicChunk` (PCM16 mono, 16 kHz), in order,
         gaps filled with silence.  Continues across reconnects; ends on close."""
-        sub: _Subscription[MicChunk] = _Subscription(self._mic_queue, self._count("mic_queue_dropped"), self._mic_subs)
+        sub: _Subscription[MicChunk] = _Subscription(
+            self._mic_queue, self._count("mic_queue_dropped"), self._mic_subs, max_bytes=self._mic_queue_bytes,
+            size=lambda c: len(c.pcm))
         self._mic_subs.append(sub)
         if self._closing:
             sub.end()
@@ -595,7 +682,8 @@ class BridgeClient:
         return inc
 
     def _end_streams(self) -> None:
-        for subs in (self._mic_subs, self._button_subs, self._camera_subs):
+        streams: tuple[list[_Subscription[Any]], ...] = (self._mic_subs, self._button_subs, self._camera_subs)
+        for subs in streams:
             for s in list(subs):
                 s.end()
         for fut in self._captures.values():
@@ -637,16 +725,36 @@ class BridgeClient:
             raise
         self._session += 1
         self._jitter.reset()
+        self._device_clock.reset()
         self._tx_seq.clear()
-        self.capabilities = Capabilities.from_hello(hello)
+        self._new_capabilities(hello)
         self._transport = t
         self._last_rx = time.monotonic()
         self.stats.connects += 1
         self._connected.set()
-        log.info("connected to %s (%s fw %s)", self.url, hello.device_id, hello.firmware_version)
+        caps = self.capabilities
+        assert caps is not None  # set just above
+        log.info("connected to %s (%s fw %s)", self.url, caps.device_id, caps.firmware_version)
         for f in rest:
             self.stats.frames_rx += 1
-            self._dispatch(f)
+            with contextlib.suppress(_Restarted):  # a second, odd Hello right after the first: counted
+                self._dispatch(f)
+
+    def _new_capabilities(self, hello: Hello) -> None:
+        """Take a device Hello's capabilities, replacing what is out of range (counted, logged)."""
+        fixes = hello_fixes(hello)
+        if fixes:
+            self.stats.hello_fields_fixed += len(fixes)
+            self._warn("hello", "glasses at %s announced unusable %s; using protocol defaults", self.url,
+                       ", ".join(fixes))
+        self.capabilities = Capabilities.from_hello(hello)
+
+    def _warn(self, key: str, fmt: str, *args: object) -> None:
+        """A warning about what the device sent, rate-limited per ``key`` (a flood costs a few lines)."""
+        if self._log_limit.allow(key):
+            log.warning(fmt + "%s", *args, self._log_limit.note(key))
+        else:
+            self.stats.log_suppressed += 1
 
     async def _handshake(self, t: Transport) -> tuple[Hello, list[Frame]]:
         hello = Hello(role=Role.HOST, device_id=self.host_id, max_payload=self.max_payload)
@@ -686,7 +794,8 @@ class BridgeClient:
                         )
                     return msg, frames[i + 1 :]
                 if isinstance(msg, Error) and msg.code == ErrorCode.UNSUPPORTED_VERSION:
-                    raise ProtocolVersionError(f"glasses at {self.url} refused our protocol: {msg.message}")
+                    raise ProtocolVersionError(
+                        f"glasses at {self.url} refused our protocol: {printable(msg.message)}")
                 # Anything else before the Hello is left over from an old session.
 
     async def _drop_transport(self) -> None:
@@ -707,10 +816,14 @@ class BridgeClient:
         try:
             while not self._closing:
                 if self._transport is None:
+                    # Jittered exponential backoff before every reconnect, also after a handshake
+                    # that succeeded: a device that hangs up at once is not hammered, and many
+                    # hosts don't retry in lockstep.
+                    await asyncio.sleep(backoff * (0.75 + 0.5 * self._rng.random()))
+                    backoff = min(backoff * 2, self.backoff_max)
                     try:
                         await asyncio.wait_for(self._connect_once(), self.connect_timeout)
                         self.stats.reconnects += 1
-                        backoff = self.backoff_initial
                     except (ProtocolVersionError, TransportUnavailable) as exc:
                         self._fatal = exc
                         log.error("giving up on %s: %s", self.url, exc)
@@ -718,13 +831,14 @@ class BridgeClient:
                     except (asyncio.TimeoutError, BridgeError, OSError) as exc:
                         self.stats.connect_failures += 1
                         log.debug("reconnect to %s failed: %s", self.url, exc)
-                        # Jittered exponential backoff so many hosts don't retry in lockstep.
-                        await asyncio.sleep(backoff * (0.75 + 0.5 * self._rng.random()))
-                        backoff = min(backoff * 2, self.backoff_max)
                         continue
-                await self._serve(self._transport)  # type: ignore[arg-type]
+                assert self._transport is not None  # set above, or by _connect_once()
+                started = time.monotonic()
+                await self._serve(self._transport)
                 self.stats.link_lost += 1
                 await self._drop_transport()
+                if time.monotonic() - started >= self.stable_s:
+                    backoff = self.backoff_initial  # a session that worked: start the backoff over
                 if not self.reconnect:
                     break
         finally:
@@ -763,8 +877,14 @@ class BridgeClient:
                 self.stats.frames_rx += 1
                 try:
                     self._dispatch(f)
+                except _Restarted:
+                    return  # the device restarted into a protocol we may not speak: handshake again
                 except Exception as exc:  # a bug in a handler must not kill the link
-                    log.exception("error handling frame type 0x%02x: %s", f.type, exc)
+                    if self._log_limit.allow("handler"):
+                        log.exception("error handling frame type 0x%02x: %s%s", f.type, exc,
+                                      self._log_limit.note("handler"))
+                    else:
+                        self.stats.log_suppressed += 1
 
     async def _heartbeat(self, t: Transport) -> None:
         nonce = 0
@@ -791,18 +911,24 @@ class BridgeClient:
         except MessageDecodeError as exc:
             self._count(exc.reason)()
             return
+        self._device_clock.observe(f.device_time_us, _now_us())
         if isinstance(msg, MicAudio):
             self._on_mic(f, msg)
         elif isinstance(msg, CameraFrameMsg):
             self._on_camera(f, msg)
         elif isinstance(msg, ButtonEventMsg):
+            name = ButtonKind.NAMES.get(msg.kind)
+            if name is None:
+                self.stats.buttons_invalid += 1
+                return
             self.stats.buttons += 1
-            ev = ButtonEvent(
-                ButtonKind.NAMES.get(msg.kind, f"unknown{msg.kind}"), msg.button, f.device_time_us, _now_us()
-            )
+            ev = ButtonEvent(name, msg.button, f.device_time_us, _now_us())
             for s in list(self._button_subs):
                 s.put(ev)
         elif isinstance(msg, Telemetry):
+            if telemetry_problem(msg.battery_percent, msg.battery_mv, msg.temperature_c) is not None:
+                self.stats.telemetry_invalid += 1
+                return
             self.stats.telemetry += 1
             self.telemetry = TelemetrySample(
                 msg.battery_percent,
@@ -815,36 +941,46 @@ class BridgeClient:
             )
         elif isinstance(msg, LedReport):
             self.led_on = msg.on
-            for want, fut in list(self._led_waiters):
-                if want == msg.on and not fut.done():
-                    fut.set_result(None)
+            for want, led_waiter in list(self._led_waiters):
+                if want == msg.on and not led_waiter.done():
+                    led_waiter.set_result(None)
         elif isinstance(msg, Error):
             self.stats.device_errors += 1
-            fut = self._captures.get(msg.ref_id)
-            if fut is not None and not fut.done():
+            text = printable(msg.message)
+            capture = self._captures.get(msg.ref_id)
+            if capture is not None and not capture.done():
                 if msg.code == ErrorCode.CAPTURE_REFUSED_LED_OFF:
-                    fut.set_exception(CaptureRefused(f"glasses refused capture: {msg.message}"))
+                    capture.set_exception(CaptureRefused(f"glasses refused capture: {text}"))
                 else:
-                    fut.set_exception(BridgeError(f"glasses error {msg.code}: {msg.message}"))
+                    capture.set_exception(BridgeError(f"glasses error {msg.code}: {text}"))
             else:
-                log.warning("device error %d: %s", msg.code, msg.message)
+                self._warn("device-error", "device error %d: %s", msg.code, text)
         elif isinstance(msg, FwStatus):
             self.firmware_status = msg
-            for fut in list(self._fw_waiters):
-                if not fut.done():
-                    fut.set_result(msg)
+            for fw_waiter in list(self._fw_waiters):
+                if not fw_waiter.done():
+                    fw_waiter.set_result(msg)
         elif isinstance(msg, Hello):
             if msg.role == Role.DEVICE:
+                if msg.proto_major != PROTOCOL_VERSION:
+                    # Restarted into firmware speaking another major version: close the link and
+                    # let the handshake decide (it refuses for good if the device insists).
+                    self.stats.hello_bad_version += 1
+                    raise _Restarted
                 # Device restarted without the link dropping (serial): new session.
-                self.capabilities = Capabilities.from_hello(msg)
+                self._new_capabilities(msg)
                 self._session += 1
                 for chunk in self._jitter.flush():
                     self._deliver_mic(chunk)
                 self._jitter.reset()
+                self._device_clock.reset()
+        elif not isinstance(msg, Heartbeat):
+            # A host-to-device message (SpeakerAudio, CaptureRequest, FwBegin...) from the device.
+            self.stats.unexpected_type += 1
         # Heartbeats need no handling: any frame refreshes _last_rx.
 
     def _on_mic(self, f: Frame, msg: MicAudio) -> None:
-        if msg.codec != Codec.PCM16 or msg.channels != 1 or len(msg.data) % 2 or msg.sample_rate <= 0:
+        if mic_problem(msg.codec, msg.channels, msg.sample_rate, len(msg.data), Codec.PCM16) is not None:
             self.stats.mic_format_errors += 1
             return
         self.stats.mic_chunks += 1
@@ -865,8 +1001,22 @@ class BridgeClient:
             if fut is not None and not fut.done():
                 fut.set_exception(CaptureRefused("glasses sent a frame taken with the capture LED off"))
             return
-        if msg.fmt != CameraFrameMsg.FORMAT_JPEG:
+        if msg.fmt != CameraFrameMsg.FORMAT_JPEG or not msg.data:
             self.stats.bad_payload += 1
+            return
+        # A frame answering a pending request was taken after that request (the device echoes an
+        # id it could not know before): fresh by the host's own clock, whatever times this or an
+        # earlier frame claim. Timestamps only order the frames nobody asked for.
+        answered = [rid for rid, fut in self._captures.items() if msg.request_id and rid <= msg.request_id
+                    and not fut.done()]
+        fresh = bool(answered)
+        host_now = _now_us()
+        device_now = self._device_clock.now_us(host_now)
+        limit = None if device_now is None else device_now + CAMERA_CLOCK_TOLERANCE_US
+        if not fresh and limit is not None and msg.capture_time_us > limit:
+            # Taken "in the future" of the device's own clock: the timestamp is a lie. Believing
+            # it would make every honest frame after it look stale (a blind camera).
+            self.stats.camera_bad_time += 1
             return
         frame = CameraFrame(
             msg.data,
@@ -876,11 +1026,16 @@ class BridgeClient:
             True,
             msg.request_id,
             f.device_time_us,
-            _now_us(),
+            host_now,
             self._session,
         )
         cur = self._latest
-        if cur is not None and cur.session == frame.session and frame.device_time_us <= cur.device_time_us:
+        if cur is not None and limit is not None and cur.device_time_us > limit:
+            # The newest frame's time no longer fits the device clock (it was believed before
+            # the clock was known, or the clock restarted): it cannot order frames any more.
+            cur = None
+        if cur is not None and cur.session == frame.session and frame.device_time_us <= cur.device_time_us \
+                and not fresh:
             # Older than what we already have (reordered/late): never hand it out.
             self.stats.camera_stale_dropped += 1
             return
@@ -889,12 +1044,15 @@ class BridgeClient:
             self.stats.camera_superseded += 1
         self._latest = frame
         self._latest_taken = False
-        if msg.request_id:
+        if fresh:
             # A frame answering request r was taken after every request <= r was sent.
-            for rid, fut in list(self._captures.items()):
-                if rid <= msg.request_id and not fut.done():
-                    fut.set_result(frame)
-                    self._latest_taken = True
+            for rid in answered:
+                self._captures[rid].set_result(frame)
+                self._latest_taken = True
         for s in list(self._camera_subs):
             s.put(frame)
             self._latest_taken = True  # handed to a stream consumer
+
+
+class _Restarted(Exception):
+    """Raised inside the reader: the device restarted and the link must handshake again."""

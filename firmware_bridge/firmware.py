@@ -26,13 +26,14 @@ import asyncio
 import hashlib
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from .checksum import crc32c
 from .client import BridgeClient
 from .errors import BridgeError
-from .messages import FwBegin, FwChunk, FwEnd, FwQuery, FwState, FwStatus
+from .messages import FwBegin, FwChunk, FwEnd, FwQuery, FwState, FwStatus, Message
+from .untrusted import printable
 
 __all__ = [
     "FirmwareError",
@@ -106,9 +107,16 @@ def parse_image(data: bytes, trusted: list[bytes] | None = None) -> FirmwareImag
     pos = _FIXED.size
     strings = []
     for _ in range(2):
+        if pos + 2 > hlen:
+            raise FirmwareError("firmware image header is cut short (corrupt)")
         (n,) = struct.unpack_from("<H", data, pos)
-        strings.append(data[pos + 2 : pos + 2 + n].decode(errors="replace"))
+        if pos + 2 + n > hlen:
+            raise FirmwareError("firmware image header strings run past the header (corrupt)")
+        # Shown to the user and compared with what the glasses report: escaped, never raw.
+        strings.append(printable(data[pos + 2 : pos + 2 + n].decode(errors="replace"), 64))
         pos += 2 + n
+    if pos + 8 > hlen:
+        raise FirmwareError("firmware image header has no key id (corrupt)")
     kid = data[pos : pos + 8]
     header, body, sig = data[:hlen], data[hlen : hlen + size], data[hlen + size :]
     if hashlib.sha256(body).digest() != body_sha:
@@ -135,7 +143,12 @@ def verify_image_signature(img: FirmwareImage, trusted: list[bytes]) -> None:
 
 @dataclass
 class UpdateResult:
-    """How an update ended: confirmed on the new firmware, or rolled back."""
+    """How an update ended: confirmed on the new firmware, or rolled back.
+
+    ``confirmed`` is True only when the glasses confirmed *this* image and now run its version:
+    what the glasses claim is untrusted, and a "confirmed" with another version means the new
+    firmware is not what runs.
+    """
 
     confirmed: bool
     state: str
@@ -149,7 +162,8 @@ class UpdateResult:
 
     def summary(self) -> str:
         head = (f"firmware {self.running_version} confirmed" if self.confirmed
-                else f"firmware update {self.state}: {self.message} (running {self.running_version})")
+                else f"firmware update {self.state}: {self.message or 'not confirmed'} "
+                     f"(running {self.running_version or '?'})")
         return (f"{head}; sent {self.chunks_sent}/{self.chunks_total} chunks ({self.bytes_sent} bytes, "
                 f"{self.chunks_already_there} already on the glasses) in {self.seconds:.1f} s")
 
@@ -179,23 +193,29 @@ async def update_firmware(
     t0 = time.monotonic()
     deadline = t0 + timeout
     own = not isinstance(url_or_client, BridgeClient)
-    client = BridgeClient(url_or_client, connect_timeout=10.0) if own else url_or_client  # type: ignore[arg-type]
+    if isinstance(url_or_client, BridgeClient):
+        client = url_or_client
+    else:
+        client = BridgeClient(url_or_client, connect_timeout=10.0)
     sha = hashlib.sha256(image).digest()
     n = (len(image) + chunk_size - 1) // chunk_size
     sent = sent_bytes = 0
     try:
         if own:
-            await client.start()
+            try:
+                await client.start()
+            except BridgeError as err:
+                raise FirmwareError(f"cannot reach the glasses: {err}") from None
 
-        async def ask(msg: object, what: str) -> FwStatus:
+        async def ask(msg: Message, what: str) -> FwStatus:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise FirmwareError(f"firmware update timed out ({what})")
-            return await client.firmware_request(msg, timeout=min(left, 3.0))  # type: ignore[arg-type]
+            return await client.firmware_request(msg, timeout=min(left, 3.0))
 
         status = await _retry(ask, FwBegin(sha, len(image), chunk_size, 1 if force else 0), "begin", deadline)
         if status.state == FwState.REFUSED:
-            raise FirmwareError(f"glasses refused the firmware: {status.message}")
+            raise FirmwareError(f"glasses refused the firmware: {printable(status.message)}")
         have = _bits(status.bitmap, n)
         already = sum(have)
         progress(f"sending {n - already} of {n} chunks ({already} already on the glasses)")
@@ -226,7 +246,7 @@ async def update_firmware(
             raise FirmwareError("chunks keep getting lost; giving up")
         status = await _retry(ask, FwEnd(sha), "end", deadline)
         if status.state == FwState.REFUSED:
-            raise FirmwareError(f"glasses refused the firmware: {status.message}")
+            raise FirmwareError(f"glasses refused the firmware: {printable(status.message)}")
         progress(f"image verified by the glasses; applying {img.version} and rebooting")
         # The glasses reboot (the link drops; the client reconnects) and confirm or roll back.
         while True:
@@ -243,16 +263,21 @@ async def update_firmware(
     finally:
         if own:
             await client.close()
-    return UpdateResult(status.state == FwState.CONFIRMED, FwState.NAMES.get(status.state, str(status.state)),
-                        status.running_version, status.message, n, sent, already, sent_bytes,
-                        time.monotonic() - t0)
+    running, message = printable(status.running_version, 64), printable(status.message)
+    state = FwState.NAMES.get(status.state, str(status.state))
+    confirmed = status.state == FwState.CONFIRMED and running == img.version
+    if status.state == FwState.CONFIRMED and not confirmed:
+        state = "not-confirmed"
+        message = f"the glasses say confirmed but run {running or '?'}, not the image's {img.version}"
+    return UpdateResult(confirmed, state, running, message, n, sent, already, sent_bytes, time.monotonic() - t0)
 
 
-async def _retry(ask: Callable[..., object], msg: object, what: str, deadline: float) -> FwStatus:
+async def _retry(ask: Callable[[Message, str], Awaitable[FwStatus]], msg: Message, what: str,
+                 deadline: float) -> FwStatus:
     """Ask until answered: a request can be lost with a dropped link."""
     while True:
         try:
-            return await ask(msg, what)  # type: ignore[no-any-return,misc]
+            return await ask(msg, what)
         except (BridgeError, asyncio.TimeoutError) as err:
             if isinstance(err, FirmwareError) or time.monotonic() > deadline:
                 raise FirmwareError(f"firmware update: no answer to {what}: {err}") from None

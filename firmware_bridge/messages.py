@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from .errors import MessageDecodeError
 from .frame import DEFAULT_MAX_PAYLOAD, PROTOCOL_VERSION, Frame, Stream, encode_frame
@@ -160,7 +160,7 @@ class _Reader:
         self.buf = buf
         self.pos = 0
 
-    def unpack(self, fmt: str) -> tuple[int | float, ...]:
+    def unpack(self, fmt: str) -> tuple[Any, ...]:  # ints, floats and bytes, as ``fmt`` says (struct's own type)
         s = struct.calcsize(fmt)
         if self.pos + s > len(self.buf):
             raise MessageDecodeError("bad_payload", "payload too short")
@@ -551,7 +551,7 @@ class FwBegin(Message):
     @classmethod
     def decode_payload(cls, payload: bytes) -> FwBegin:
         sha, size, chunk, flags = _Reader(payload).unpack("<32sIIB")
-        return cls(bytes(sha), int(size), int(chunk), int(flags))  # type: ignore[arg-type]
+        return cls(bytes(sha), int(size), int(chunk), int(flags))
 
 
 @dataclass(frozen=True, slots=True)
@@ -586,7 +586,7 @@ class FwEnd(Message):
 
     @classmethod
     def decode_payload(cls, payload: bytes) -> FwEnd:
-        return cls(bytes(_Reader(payload).unpack("<32s")[0]))  # type: ignore[arg-type]
+        return cls(bytes(_Reader(payload).unpack("<32s")[0]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -638,7 +638,7 @@ class FwStatus(Message):
         bitmap = r.rest()
         if len(bitmap) < n:
             raise MessageDecodeError("bad_payload", "firmware bitmap runs past payload")
-        return cls(int(state), int(slot), bytes(sha), int(count), int(received), version, message,  # type: ignore[arg-type]
+        return cls(int(state), int(slot), bytes(sha), int(count), int(received), version, message,
                    bitmap[:n])
 
 

@@ -30,13 +30,15 @@ import sys
 import threading
 import time
 import tty
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import shtab
+
 from .errors import LinkClosed, MessageDecodeError
-from .frame import DEFAULT_MAX_PAYLOAD, Frame
+from .frame import DEFAULT_MAX_PAYLOAD, PROTOCOL_VERSION, Frame
 from .messages import (
     PROTOCOL_MINOR,
     ButtonEventMsg,
@@ -100,6 +102,7 @@ class SimConfig:
     pty: bool = False
     mic_wavs: list[str] = field(default_factory=list)
     mic_gap: float = 1.0
+    mic_after_reply: bool = False  # each WAV after the first: after a reply was heard, and mic_gap of quiet
     mic_speed: float = 1.0
     mic_device: str | None = None
     camera: list[str] = field(default_factory=list)
@@ -242,34 +245,48 @@ def _test_card(w: int, h: int) -> Any:
 
 
 class MicSource:
-    """WAV files in order (with ``gap`` s of silence between), then silence forever."""
+    """WAV files in order (with ``gap`` s of silence between), then silence forever.
 
-    def __init__(self, wavs: Sequence[str], gap: float) -> None:
+    With ``may_start`` (``--mic-after-reply``), each file after the first waits (in silence)
+    until ``may_start()`` says so: a conversation partner who speaks once the reply to the
+    previous words has been heard, however long the assistant took, instead of on a clock.
+    ``on_clip_end`` is called when a file has been read to its end.
+    """
+
+    def __init__(self, wavs: Sequence[str], gap: float, *, may_start: Callable[[], bool] | None = None,
+                 on_clip_end: Callable[[], None] | None = None) -> None:
         from .wavio import to_pcm16_mono
 
-        self._segments: collections.deque[bytes] = collections.deque()
+        self._segments: collections.deque[tuple[bytes, bool]] = collections.deque()
         gap_bytes = bytes(int(gap * MIC_RATE) * 2)
         for i, p in enumerate(wavs):
             if not Path(p).exists():
                 raise SimError(f"microphone WAV not found: {p}")
             try:
-                self._segments.append(to_pcm16_mono(p, MIC_RATE))
+                self._segments.append((to_pcm16_mono(p, MIC_RATE), i > 0 and may_start is not None))
             except ValueError as exc:
                 raise SimError(str(exc)) from exc
-            if i < len(wavs) - 1 and gap_bytes:
-                self._segments.append(gap_bytes)
+            if i < len(wavs) - 1 and gap_bytes and may_start is None:
+                self._segments.append((gap_bytes, False))
+        self._may_start = may_start
+        self._on_clip_end = on_clip_end
         self._cur = b""
         self._pos = 0
+        self._in_clip = False
 
     def read(self, nbytes: int) -> bytes:
-        """Next ``nbytes`` of PCM16 (silence once the files are exhausted)."""
+        """Next ``nbytes`` of PCM16 (silence once the files are exhausted, or while a file waits)."""
         out = bytearray()
         while len(out) < nbytes:
             if self._pos >= len(self._cur):
-                if not self._segments:
+                if self._in_clip and self._on_clip_end is not None:
+                    self._on_clip_end()
+                self._in_clip = False
+                if not self._segments or (self._segments[0][1] and not (self._may_start and self._may_start())):
                     out += bytes(nbytes - len(out))
                     break
-                self._cur, self._pos = self._segments.popleft(), 0
+                self._cur, _gated = self._segments.popleft()
+                self._pos, self._in_clip = 0, True
             take = min(nbytes - len(out), len(self._cur) - self._pos)
             out += self._cur[self._pos : self._pos + take]
             self._pos += take
@@ -330,6 +347,7 @@ class SpeakerSink:
         self.max_seconds = max_seconds
         self.overflow_bytes = 0
         self.played_samples = 0
+        self.last_played = 0.0  # monotonic time the speaker last played a sample
 
     def feed(self, pcm: bytes, rate: int) -> None:
         """Queue received PCM16 mono."""
@@ -373,6 +391,8 @@ class SpeakerSink:
         chunk = bytes(self._buf[:n])
         del self._buf[:n]
         self.played_samples += n // 2
+        if n:
+            self.last_played = time.monotonic()
         if self._writer is not None:
             self._writer.write(chunk)
         if self._out is not None:
@@ -488,7 +508,7 @@ class GlassesSim:
         self.url = ""
         self._links: list[_Link] = []
         self._active: _Link | None = None
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._first_session = False
         self._first_session_event = asyncio.Event()
@@ -503,6 +523,8 @@ class GlassesSim:
         self.received_speaker_rates: set[int] = set()
         self.captions: list[Caption] = []
         self.fw = _FirmwareSlots(config)
+        self._clip_end_t = 0.0  # when the microphone finished its last WAV (monotonic)
+        self._played_at_clip_end = 0
 
     # ------------------------------------------------------------ setup
     async def start(self) -> str:
@@ -514,7 +536,9 @@ class GlassesSim:
         if cfg.mic_device is not None:
             self._live_mic = _SoundDeviceMic(cfg.mic_device, asyncio.get_running_loop())
         else:
-            self._mic = MicSource(cfg.mic_wavs, cfg.mic_gap)
+            self._mic = MicSource(cfg.mic_wavs, cfg.mic_gap,
+                                  may_start=self._partner_may_speak if cfg.mic_after_reply else None,
+                                  on_clip_end=self._clip_ended)
         if cfg.listen:
             link = parse_url(cfg.listen)
             if link.scheme != "tcp":
@@ -814,6 +838,21 @@ class GlassesSim:
         if self._send(ButtonEventMsg(0, kind)):
             self.stats.buttons += 1
 
+    # ------------------------------------------------------------ turn taking (--mic-after-reply)
+    REPLY_WAIT_S = 90.0
+    """A partner who hears no reply speaks anyway after this long (a scenario must never hang)."""
+
+    def _clip_ended(self) -> None:
+        self._clip_end_t = time.monotonic()
+        self._played_at_clip_end = self.speaker.played_samples
+
+    def _partner_may_speak(self) -> bool:
+        """A reply was played since the last WAV ended, and the speaker has been quiet for mic_gap."""
+        now = time.monotonic()
+        replied = self.speaker.played_samples > self._played_at_clip_end
+        quiet = self.speaker.buffered_s == 0 and now - self.speaker.last_played >= self.config.mic_gap
+        return (replied and quiet) or now - self._clip_end_t > self.REPLY_WAIT_S
+
     # ------------------------------------------------------------ loops
     async def _mic_loop(self) -> None:
         chunk_samples = MIC_RATE * MIC_FRAME_MS // 1000
@@ -1090,11 +1129,24 @@ def _pct(arg: str) -> float:
     return v
 
 
+def version_line() -> str:
+    """``glasses-sim 0.1.0 (firmware sim-1.0.0, bridge protocol 1)``: what a bug report needs."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        dist = version("glasses-assistant")  # the distribution glasses-sim ships in
+    except PackageNotFoundError:  # pragma: no cover - run from a bare source tree
+        dist = "unknown"
+    return f"glasses-sim {dist} (firmware {FIRMWARE_VERSION}, bridge protocol {PROTOCOL_VERSION})"
+
+
 def parse_args(argv: Sequence[str] | None = None) -> SimConfig:
     """Parse the command line into a :class:`SimConfig`."""
     p = argparse.ArgumentParser(
         prog="glasses-sim", description="Virtual smart glasses (device side of the bridge protocol)."
     )
+    p.add_argument("--version", action="version", version=version_line())
+    shtab.add_argument_to(p, ["--print-completion"], help="print a shell completion script (bash, zsh, tcsh)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--listen", metavar="URL", help="tcp://HOST:PORT to listen on (PORT 0 picks a free port)")
     where.add_argument("--serial", metavar="PATH", help="serial device / pty to use")
@@ -1103,6 +1155,9 @@ def parse_args(argv: Sequence[str] | None = None) -> SimConfig:
         "--mic-wav", action="append", default=[], metavar="FILE", help="WAV played as microphone (repeatable)"
     )
     p.add_argument("--mic-gap", type=float, default=1.0, metavar="S", help="silence between WAV files (s)")
+    p.add_argument("--mic-after-reply", action="store_true",
+                   help="say each --mic-wav after the first only once the speaker has played a reply and been "
+                   "quiet for --mic-gap seconds (a conversation partner), not on a fixed schedule")
     p.add_argument("--mic-speed", type=float, default=1.0, help="stream faster than real time by this factor")
     p.add_argument("--mic-device", nargs="?", const="default", help="use a real microphone (sounddevice)")
     p.add_argument(
@@ -1159,6 +1214,7 @@ def parse_args(argv: Sequence[str] | None = None) -> SimConfig:
         pty=a.pty,
         mic_wavs=a.mic_wav,
         mic_gap=a.mic_gap,
+        mic_after_reply=a.mic_after_reply,
         mic_speed=a.mic_speed,
         mic_device=a.mic_device,
         camera=a.camera,

@@ -410,7 +410,7 @@ async def open_transport(
 
 def _open_serial(link: LinkUrl, url: str, max_payload: int, stats: DecoderStats | None) -> FdTransport:
     try:
-        import serial  # type: ignore[import-untyped]
+        import serial
     except ImportError as exc:
         raise TransportUnavailable("serial transport needs pyserial: pip install pyserial") from exc
     try:
@@ -451,7 +451,7 @@ async def _open_ble(
     link: LinkUrl, url: str, max_payload: int, stats: DecoderStats | None, timeout: float
 ) -> BleTransport:
     try:
-        from bleak import BleakClient  # type: ignore[import-not-found]
+        from bleak import BleakClient
     except ImportError as exc:
         raise TransportUnavailable("BLE transport needs the 'bleak' package: pip install bleak") from exc
     transport: BleTransport | None = None
@@ -484,7 +484,7 @@ async def _open_ble(
 
 async def serve_tcp(
     host: str, port: int, on_link: Callable[[TcpTransport], Awaitable[None]], *, max_payload: int = DEFAULT_MAX_PAYLOAD
-) -> asyncio.AbstractServer:
+) -> asyncio.Server:
     """Device side: accept TCP connections and hand each to ``on_link``."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import ROOT, run  # noqa: E402
@@ -255,3 +257,66 @@ def test_cli_firmware_build_and_update(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+# ---------------------------------------------------------------- untrusted glasses
+
+
+class _LyingGlasses:
+    """Accepts every chunk and says "confirmed", but keeps running another firmware version."""
+
+    def __init__(self, running: str) -> None:
+        from scripted import ScriptedDevice
+
+        self.running = running
+        self.device = ScriptedDevice()
+        self.sha = bytes(32)
+        self.count = 0
+        answer = self.device._answer
+
+        async def fw_answer(s: Any, msg: Any, flags: int) -> None:
+            if isinstance(msg, FwBegin):
+                self.sha, self.count = msg.image_sha256, -(-msg.image_size // msg.chunk_size)
+                await s.send(self.status(FwState.RECEIVING))
+            elif isinstance(msg, FwQuery):
+                await s.send(self.status(FwState.CONFIRMED))
+            elif isinstance(msg, FwEnd):
+                await s.send(self.status(FwState.APPLYING))
+            elif not isinstance(msg, FwChunk):
+                await answer(s, msg, flags)
+
+        self.device._answer = fw_answer  # type: ignore[method-assign]
+
+    def status(self, state: int) -> FwStatus:
+        return FwStatus(state, 0, self.sha, self.count, self.count, self.running, "all good\x1b[0m",
+                        b"\xff" * (-(-self.count // 8)))
+
+
+def test_confirmed_only_when_the_glasses_run_the_image_version() -> None:
+    async def main() -> None:
+        liar = _LyingGlasses("sim-1.0.0\x1b[31m")
+        url = await liar.device.start()
+        try:
+            result = await update_firmware(url, image("sim-2.0.0"), chunk_size=CHUNK, timeout=20)
+        finally:
+            await liar.device.close()
+        assert not result.confirmed and result.state == "not-confirmed"
+        assert "sim-2.0.0" in result.message and "\x1b" not in result.summary()
+
+    run(main())
+
+
+def test_unreachable_glasses_is_a_firmware_error() -> None:
+    with pytest.raises(FirmwareError, match="cannot reach the glasses"):
+        run(update_firmware("tcp://127.0.0.1:9", image(), timeout=5))
+
+
+@given(st.binary(max_size=200), st.integers(0, 190), st.binary(max_size=8))
+@settings(max_examples=300, deadline=None, database=None)
+def test_malformed_images_are_one_firmware_error(noise: bytes, at: int, patch: bytes) -> None:
+    good = image(size=64)
+    for data in (noise, good[:at] + patch + good[at + len(patch):], good[: max(0, len(good) - at)]):
+        try:
+            parse_image(data, trusted=[PUB])
+        except FirmwareError as err:
+            assert "\n" not in str(err)
