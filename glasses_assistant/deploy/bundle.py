@@ -24,7 +24,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import zipfile
@@ -33,15 +32,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .agent import MANIFEST_FORMAT, SIG_DOMAIN, UNIT_NAME, parse_manifest, sha256_path, verify_signature
+from ..safefile import read_limited
+from .agent import (
+    MANIFEST_FORMAT,
+    MAX_MANIFEST_BYTES,
+    SIG_DOMAIN,
+    UNIT_NAME,
+    parse_manifest,
+    sha256_path,
+    verify_signature,
+)
+from .crosswheel import CROSS_TARGETS, ELF_MACHINE, build_device_wheel, check_wheel
 from .errors import DeployError, RefusedError
 from .keys import SigningKey
+from .locks import LOCK_TARGETS, Lock, check_fresh, lock_for, read_lock
+from .pypi import pip_platforms, project_root, req_name, sdist_requirements
 
 TARGETS = ("linux-aarch64", "linux-x86_64")
 DEFAULT_DEVICE_ROOT = "/opt/glasses-assistant"
-# Jetson (JetPack 6, Ubuntu 22.04) and Raspberry Pi OS 12 have glibc 2.35 / 2.36: wheels up to
-# manylinux_2_35 run there.
-MAX_GLIBC_MINOR = 35
 
 
 @dataclass
@@ -80,12 +88,15 @@ def load_bundle(folder: Path) -> Bundle:
     """Read a bundle folder (signature is checked by the device; :func:`verify_bundle` checks here)."""
     folder = Path(folder)
     try:
-        mb = (folder / "manifest.json").read_bytes()
-        sig = json.loads((folder / "manifest.sig").read_text())
+        mb = read_limited(folder / "manifest.json", MAX_MANIFEST_BYTES)
+        sig = json.loads(read_limited(folder / "manifest.sig", 64 * 1024))
     except OSError as err:
-        raise DeployError(f"{folder} is not a bundle (no manifest.json / manifest.sig): {err.strerror}") from None
-    except ValueError:
+        raise DeployError(f"{folder} is not a bundle (no usable manifest.json / manifest.sig): {err.strerror}") \
+            from None
+    except (ValueError, RecursionError):
         raise DeployError(f"{folder}/manifest.sig is not valid JSON") from None
+    if not isinstance(sig, dict):
+        raise DeployError(f"{folder}/manifest.sig is not a signature object")
     return Bundle(folder, mb, sig)
 
 
@@ -105,20 +116,8 @@ def verify_bundle(bundle: Bundle, trusted: dict[str, bytes], *, hashes: bool = T
     return m
 
 
-def pip_platforms(target: str) -> list[str]:
-    arch = target.split("-", 1)[1]
-    tags = [f"manylinux_2_{m}_{arch}" for m in range(MAX_GLIBC_MINOR, 16, -1)]
-    return [*tags, f"manylinux2014_{arch}", f"linux_{arch}"]
-
-
 def host_target() -> str:
     return f"linux-{platform.machine()}"
-
-
-def project_root() -> Path | None:
-    """The source tree of the running assistant (an editable or repository checkout), if any."""
-    here = Path(__file__).resolve().parents[2]
-    return here if (here / "pyproject.toml").is_file() else None
 
 
 def build_app_wheel(out_dir: Path, source: Path | None = None) -> Path:
@@ -144,15 +143,40 @@ def wheel_requirements(wheel: Path) -> list[str]:
     return [r for r in msg.get_all("Requires-Dist") or [] if "extra ==" not in r]
 
 
-def _req_name(req: str) -> str:
-    return re.split(r"[\s;<>=!~\[(]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+def download_locked(lock: Lock, target: str, dest: Path, *, device_wheels: Iterable[Path] = (),
+                    progress: Callable[[str], None] = print) -> tuple[list[Path], list[dict[str, str]]]:
+    """Download exactly the lock's wheels (no resolution); return (wheels, packages to build on the device)."""
+    py = lock.target.python.replace(".", "")
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version",
+           lock.target.python, "--implementation", "cp", "--abi", f"cp{py}", "--abi", "abi3", "--abi", "none",
+           "-d", str(dest)]
+    for tag in pip_platforms(target):
+        cmd += ["--platform", tag]
+    wanted = lock.download_list()
+    progress(f"  downloading the {len(wanted)} wheels the {lock.target.name} lock pins ...")
+    r = subprocess.run([*cmd, *wanted], capture_output=True, text=True, check=False)
+    if r.returncode:
+        last = (r.stderr.strip().splitlines() or ["pip download failed"])[-1]
+        raise DeployError(f"downloading the {lock.target.name} wheelhouse failed: {last}")
+    given = {w.name.split("-")[0].lower().replace("_", "-"): w.name.split("-")[1] for w in device_wheels}
+    on_device: list[dict[str, str]] = []
+    for pin in lock.built_here():
+        name, version = pin.split("==")
+        if name in given:
+            if given[name] != version:
+                raise DeployError(f"the device wheel for {name} is {given[name]}, the lock pins {version}")
+            continue
+        on_device.append({"requirement": pin, "reason": f"the registry has no {target} wheel for it"})
+        progress(f"  {pin}: no {target} wheel given; it will be compiled on the device")
+    return sorted(dest.glob("*.whl")), on_device
 
 
 def build_wheelhouse(
     requirements: list[str], target: str, python_version: str, dest: Path, *,
     device_wheels: Iterable[Path] = (), progress: Callable[[str], None] = print,
 ) -> tuple[list[Path], list[dict[str, str]]]:
-    """Download wheels for ``target``; return (wheels, packages that must be built on the device).
+    """Resolve and download wheels for ``target`` (no lock); return (wheels, packages to build on the device).
 
     pip cannot resolve across a package with no wheel for the platform, so such a package is
     taken out, its sdist's own requirements are put in, and it is listed to build on the device
@@ -180,13 +204,13 @@ def build_wheelhouse(
         if not missing:
             last = (r.stderr.strip().splitlines() or ["pip download failed"])[-1]
             raise DeployError(f"building the {target} wheelhouse failed: {last}")
-        name = _req_name(missing.group(1))
-        req = next((q for q in reqs if _req_name(q) == name), missing.group(1))
+        name = req_name(missing.group(1))
+        req = next((q for q in reqs if req_name(q) == name), missing.group(1))
         if name in given:
             raise DeployError(f"the given device wheel for {name} does not fit {target} / python {python_version}")
-        reqs = [q for q in reqs if _req_name(q) != name]
-        deps = _sdist_requirements(req, dest.parent / "sdist")
-        reqs += [d for d in deps if _req_name(d) not in {_req_name(q) for q in reqs}]
+        reqs = [q for q in reqs if req_name(q) != name]
+        deps = sdist_requirements(req, dest.parent / "sdist")
+        reqs += [d for d in deps if req_name(d) not in {req_name(q) for q in reqs}]
         on_device.append({"requirement": req, "reason": f"the registry has no {target} wheel for it"})
         progress(f"  {req}: no {target} wheel on the registry; it will be compiled on the device")
     else:
@@ -194,49 +218,103 @@ def build_wheelhouse(
     return sorted(dest.glob("*.whl")), on_device
 
 
-def _sdist_requirements(req: str, tmp: Path) -> list[str]:
-    """The runtime requirements declared in a package's sdist (PKG-INFO), fetched without building."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary=:all:",
-                        "-d", str(tmp), req], capture_output=True, text=True, check=False)
-    for sd in sorted(tmp.glob("*.tar.gz")):
-        if _req_name(sd.name.rsplit("-", 1)[0]) != _req_name(req):
-            continue
-        with tarfile.open(sd) as t:
-            info = next((m for m in t.getmembers() if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO")), None)
-            if info is None:
-                return []
-            f = t.extractfile(info)
-            msg = email.parser.Parser().parsestr(f.read().decode() if f else "")
-        return [q for q in msg.get_all("Requires-Dist") or [] if "extra ==" not in q]
-    if r.returncode:
-        raise DeployError(f"cannot fetch the sdist of {req} to read its requirements")
-    return []
+_LEGACY_MANYLINUX = {"manylinux1": 5, "manylinux2010": 12, "manylinux2014": 17}
+
+
+def glibc_floor(wheels: Iterable[Path]) -> str | None:
+    """The oldest glibc every wheel runs on: the max over wheels of each wheel's lowest manylinux tag."""
+    floor = 0
+    for w in wheels:
+        tags = w.name[:-4].split("-")[-1].split(".")
+        minors = [int(m.group(1)) for t in tags if (m := re.match(r"manylinux_2_(\d+)_", t))]
+        minors += [v for t in tags for k, v in _LEGACY_MANYLINUX.items() if t.startswith(k + "_")]
+        if minors:
+            floor = max(floor, min(minors))
+    return f"2.{floor}" if floor else None
 
 
 def systemd_unit(version: str, device_root: str) -> str:
-    """The service unit: boot step picks a verified slot, then the assistant runs under a watchdog."""
+    """The service unit: boot step picks a verified slot, then the assistant runs sandboxed under a watchdog.
+
+    The assistant runs as its own user (``glasses-assistant``: the static one if the image made
+    it, else a transient one systemd allocates), with no capabilities, a read-only system, no
+    home folders and device access limited to audio, serial and Bluetooth; only the boot step
+    (``+``: full privileges) may touch the slots. What it writes goes to systemd-managed
+    folders: /var/lib/glasses-assistant (memory, timers), /var/log/glasses-assistant (last reply,
+    turn traces), /var/cache/glasses-assistant. ``tests/deploy/test_service_unit.py`` holds the
+    ``systemd-analyze security`` score to its bound.
+    """
     return f"""# glasses-assistant {version}: generated by `glasses-assistant device bundle`, signed with the bundle.
 [Unit]
 Description=glasses-assistant voice assistant ({version})
-After=network-online.target sound.target
+After=network-online.target sound.target bluetooth.target
 StartLimitIntervalSec=600
 StartLimitBurst=5
 
 [Service]
 Type=notify
 NotifyAccess=main
-# Before every start: pick the slot that verifies (current, or previous after a failed update).
-ExecStartPre=/usr/bin/python3 {device_root}/agent.py boot --root {device_root}
+# Before every start, as root ("+"): pick the slot that verifies (current, or previous after a failed update).
+ExecStartPre=+/usr/bin/python3 {device_root}/agent.py boot --root {device_root}
 ExecStart={device_root}/current/venv/bin/python -m glasses_assistant.deploy.service --root {device_root}
-# The service pings the watchdog; a hung interpreter is killed and restarted.
+# READY=1 comes once the models are loaded and warmed (within TimeoutStartSec); after that the
+# watchdog is pinged only while the voice loop takes microphone chunks: a stuck loop is restarted.
 WatchdogSec=30
 Restart=on-failure
 RestartSec=2
 TimeoutStartSec=300
 WorkingDirectory={device_root}
 Environment=PYTHONUNBUFFERED=1
+Environment=XDG_DATA_HOME=%S XDG_CACHE_HOME=%C XDG_CONFIG_HOME=%E
 Nice=-5
+
+# Who: a dedicated user, never root.
+User=glasses-assistant
+Group=glasses-assistant
+DynamicUser=yes
+SupplementaryGroups=audio dialout bluetooth
+StateDirectory=glasses-assistant
+LogsDirectory=glasses-assistant
+CacheDirectory=glasses-assistant
+ConfigurationDirectory=glasses-assistant
+UMask=0077
+
+# What it may touch: the slots read-only, devices for audio, serial (the glasses' USB link) and Bluetooth.
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateMounts=yes
+DevicePolicy=closed
+DeviceAllow=char-alsa rw
+DeviceAllow=char-ttyUSB rw
+DeviceAllow=char-ttyACM rw
+DeviceAllow=char-ttyS rw
+DeviceAllow=/dev/rfkill r
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK AF_BLUETOOTH
+CapabilityBoundingSet=
+AmbientCapabilities=
+NoNewPrivileges=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectProc=invisible
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+RemoveIPC=yes
+PrivateIPC=yes
+KeyringMode=private
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @mount @debug @cpu-emulation @obsolete @raw-io @reboot @swap
+SystemCallErrorNumber=EPERM
+# Not set, on purpose: MemoryDenyWriteExecute (ctypes callbacks through libffi need W+X pages),
+# ProcSubset=pid (onnxruntime and llama.cpp read /proc/cpuinfo), PrivateUsers (hides the audio
+# group's devices), PrivateNetwork / IPAddressDeny (a configured server or the glasses over TCP).
 
 [Install]
 WantedBy=multi-user.target
@@ -273,11 +351,18 @@ def build_bundle(
     device_root: str = DEFAULT_DEVICE_ROOT,
     extra_files: list[BundleFile] | None = None,
     requirements: list[str] | None = None,
+    use_lock: bool = True,
+    lock: Path | None = None,
+    cross_wheel: bool = True,
     progress: Callable[[str], None] = print,
 ) -> Bundle:
     """Build and sign a bundle in ``out`` (created; must be empty or absent).
 
-    ``requirements`` replaces the app wheel's own dependency list for the wheelhouse (tests).
+    ``requirements`` replaces the app wheel's own dependency list for the wheelhouse (tests; no
+    lock then). The wheelhouse comes from the committed lock of (target, Python) unless
+    ``use_lock`` is off (``lock`` names another lock file). For a cross target
+    (linux-aarch64) llama-cpp-python is cross-built and carried unless ``device_wheels`` is
+    given or ``cross_wheel`` is off.
     """
     from .. import __version__
     from ..catalog import load_catalogue
@@ -297,30 +382,49 @@ def build_bundle(
             app_wheel = build_app_wheel(tmp / "app")
         files.append(BundleFile(f"app/{app_wheel.name}", "app", app_wheel))
         on_device: list[dict[str, str]] = []
-        for w in device_wheels or []:
+        reqs = wheel_requirements(app_wheel) if requirements is None else requirements
+        if device_wheels is None:
+            device_wheels = []
+            if cross_wheel and wheelhouse and target in CROSS_TARGETS and "llama-cpp-python" in map(req_name, reqs):
+                # The default: llama-cpp-python cross-built here (cached), so the device needs no index.
+                device_wheels = [build_device_wheel(target, progress=progress)]
+        for w in device_wheels:
+            if target in ELF_MACHINE and w.name.startswith("llama_cpp_python-"):
+                check_wheel(w, target)  # an x86 libllama.so in an "aarch64" wheel stops here
             files.append(BundleFile(f"device-wheels/{w.name}", "device-wheel", w))
+        lock_name = None
+        glibc = None
         if wheelhouse:
             progress(f"building the {target} wheelhouse ...")
-            reqs = wheel_requirements(app_wheel) if requirements is None else requirements
-            wheels, on_device = build_wheelhouse(reqs, target, python_version,
-                                                 tmp / "wheelhouse", device_wheels=device_wheels or [],
-                                                 progress=progress)
+            lt = lock_for(target, python_version) if use_lock else None
+            if use_lock and requirements is None:
+                if lt is None:
+                    raise DeployError(f"no lock for {target} / python {python_version} (locks: "
+                                      f"{', '.join(f'{t.platform} {t.python}' for t in LOCK_TARGETS)}); "
+                                      "pass --no-lock to resolve afresh")
+                lk = read_lock(lt, lock)
+                check_fresh(lk, reqs)
+                lock_name = lt.name
+                wheels, on_device = download_locked(lk, target, tmp / "wheelhouse",
+                                                    device_wheels=device_wheels or [], progress=progress)
+            else:
+                wheels, on_device = build_wheelhouse(reqs, target, python_version,
+                                                     tmp / "wheelhouse", device_wheels=device_wheels or [],
+                                                     progress=progress)
             files += [BundleFile(f"wheelhouse/{w.name}", "wheel", w) for w in wheels]
+            glibc = glibc_floor([*wheels, *(device_wheels or [])])
         cat = load_catalogue(cache_dir=models_dir)
         model_doc = []
         for mid in models if models is not None else default_model_ids():
             entry = cat.get(mid)
             progress(f"verifying model {mid} ...")
-            cat.verify(entry)
-            if entry.installed:
-                # Ships inside a dependency (silero VAD in faster-whisper): it arrives with the wheelhouse.
-                model_doc.append({"id": mid, "role": entry.role, "installed": entry.installed})
-                continue
-            folder = cat.folder(entry)
-            for mf in entry.files:
-                files.append(BundleFile(f"models/{mid}/{mf.name}", "model", folder / mf.name, mf.sha256, mf.size,
+            # The same verified file list `models export` carries; a model inside a dependency
+            # (silero VAD in faster-whisper) has none: it arrives with the wheelhouse.
+            for cf in cat.carried_files([entry]):
+                files.append(BundleFile(f"models/{cf.rel}", "model", cf.path, cf.file.sha256, cf.file.size,
                                         {"model": mid}))
-            model_doc.append({"id": mid, "role": entry.role, "entry": entry.entry})
+            model_doc.append({"id": mid, "role": entry.role, "installed": entry.installed} if entry.installed
+                             else {"id": mid, "role": entry.role, "entry": entry.entry})
         cfg = tmp / "config.toml"
         cfg.write_text(config.read_text() if config else DEFAULT_CONFIG)
         files.append(BundleFile("config/config.toml", "config", cfg))
@@ -342,7 +446,8 @@ def build_bundle(
         "version": version,
         "counter": counter,
         "compatible": compatible,
-        "target": {"platform": target, "python": python_version},
+        "target": {"platform": target, "python": python_version, **({"glibc": glibc} if glibc else {}),
+                   **({"lock": lock_name} if lock_name else {})},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "device_root": device_root,
         "models": model_doc,

@@ -57,8 +57,25 @@ def add_device_parser(subparsers: Any) -> argparse.ArgumentParser:
     b.add_argument("--models-dir", type=Path, help="model cache folder")
     b.add_argument("--config", type=Path, help="TOML config for the device")
     b.add_argument("--app-wheel", type=Path, help="use this wheel instead of building one from the source tree")
-    b.add_argument("--device-wheel", action="append", type=Path, default=[], metavar="WHL",
-                   help="a wheel built on the device earlier (e.g. llama-cpp-python for aarch64); repeatable")
+    b.add_argument("--device-wheel", action="append", type=Path, default=None, metavar="WHL",
+                   help="carry this prebuilt wheel (e.g. llama-cpp-python for aarch64) instead of the one "
+                   "`device wheel` builds; repeatable")
+    b.add_argument("--no-device-wheel", action="store_true",
+                   help="do not cross-build llama-cpp-python: the device compiles it (needs its package index)")
+    b.add_argument("--no-lock", action="store_true",
+                   help="resolve the wheelhouse afresh instead of from the committed per-target lock")
+    b.add_argument("--lock", type=Path, help="use this lock file instead of the committed one")
+
+    w = sub.add_parser("wheel", help="cross-build llama-cpp-python for a device (cached; see docs/flashing.md)")
+    w.add_argument("--target", default="linux-aarch64", help="linux-aarch64 (the only cross target)")
+    w.add_argument("--force", action="store_true", help="rebuild even when a checked wheel is cached")
+    w.add_argument("--jobs", type=int, help="parallel compile jobs (default: all cores)")
+    w.add_argument("--sdist", type=Path, help="build from this llama-cpp-python sdist instead of the registry's")
+    w.add_argument("--check", type=Path, metavar="WHL", help="only check a wheel: ELF machine and glibc")
+
+    lk = sub.add_parser("lock", help="regenerate the per-target locks of the wheelhouse (commit the result)")
+    lk.add_argument("--target", action="append", metavar="NAME",
+                    help="lock name (default: all): jetpack6-aarch64-py3.10, bookworm-aarch64-py3.11, x86_64-py3.11")
     b.add_argument("--python-version", help="the device's Python, e.g. 3.10 (default: this one)")
     b.add_argument("--no-wheelhouse", action="store_true", help="carry no dependency wheels")
     b.add_argument("--device-root", default="/opt/glasses-assistant", help="install folder on the device")
@@ -118,7 +135,7 @@ def add_device_parser(subparsers: Any) -> argparse.ArgumentParser:
     return dev
 
 
-def _target(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _target(args: argparse.Namespace):
     from .ssh import SshTarget
 
     opts: list[str] = []
@@ -149,13 +166,45 @@ def _bundle(args: argparse.Namespace) -> int:
                      version=args.bundle_version, counter=args.counter, models=args.models,
                      models_dir=args.models_dir, config=args.config, app_wheel=args.app_wheel,
                      device_wheels=args.device_wheel, wheelhouse=not args.no_wheelhouse,
-                     python_version=args.python_version, device_root=args.device_root)
+                     python_version=args.python_version, device_root=args.device_root,
+                     use_lock=not args.no_lock, lock=args.lock, cross_wheel=not args.no_device_wheel)
     m = b.manifest
     print(f"bundle {args.out}: {m['version']} (counter {m['counter']}) for {m['compatible']} "
           f"[{m['target']['platform']}], {len(m['files'])} files, {human(b.size)}, signed by key {key.key_id}")
     for item in m["build_on_device"]:
         print(f"  note: {item['requirement']} has no wheel for {m['target']['platform']}: "
               "it compiles on the device (or pass --device-wheel)")
+    return 0
+
+
+def _wheel(args: argparse.Namespace) -> int:
+    from .crosswheel import build_device_wheel, check_wheel
+
+    if args.check:
+        c = check_wheel(args.check, args.target)
+        print(f"{args.check.name}: {len(c.libraries)} {args.target} libraries, needs glibc "
+              f"{c.glibc[0]}.{c.glibc[1]}{f', GLIBCXX {c.glibcxx}' if c.glibcxx else ''}")
+        return 0
+    wheel = build_device_wheel(args.target, force=args.force, jobs=args.jobs, sdist=args.sdist,
+                               progress=lambda m: print(m, flush=True))
+    print(wheel)
+    return 0
+
+
+def _lock(args: argparse.Namespace) -> int:
+    from importlib import metadata
+
+    from .locks import LOCK_TARGETS, resolve, write_lock
+
+    names = args.target or [t.name for t in LOCK_TARGETS]
+    unknown = sorted(set(names) - {t.name for t in LOCK_TARGETS})
+    if unknown:
+        raise DeployError(f"unknown lock {unknown[0]!r} (known: {', '.join(t.name for t in LOCK_TARGETS)})")
+    reqs = [r for r in metadata.requires("glasses-assistant") or [] if "extra ==" not in r]
+    for t in LOCK_TARGETS:
+        if t.name in names:
+            pins = resolve(t, reqs, progress=lambda m: print(m, flush=True))
+            print(f"{write_lock(t, reqs, pins)}: {len(pins)} pins")
     return 0
 
 
@@ -227,21 +276,29 @@ def _health(args: argparse.Namespace) -> int:
     return 0 if result["ok"] else 1
 
 
-def _firmware(args: argparse.Namespace) -> int:
-    from firmware_bridge.firmware import FirmwareError, parse_image, update_firmware
+FIRMWARE_IMAGE_LIMIT = 256 << 20
+"""Glasses firmware is a few MB; a bigger file (or /dev/zero) is not an image."""
 
+
+def _firmware(args: argparse.Namespace) -> int:
+    from firmware_bridge import BridgeError
+    from firmware_bridge.firmware import parse_image, update_firmware
+
+    from ..safefile import read_limited
     from .keys import load_public_key
 
     try:
-        data = args.image.read_bytes()
+        data = read_limited(args.image, FIRMWARE_IMAGE_LIMIT)
     except OSError as err:
         raise DeployError(f"cannot read {args.image}: {err.strerror}") from None
+    if not args.timeout > 0:
+        raise DeployError(f"--timeout must be a positive number of seconds (got {args.timeout})")
     try:
         img = parse_image(data, trusted=[load_public_key(p) for p in args.trust] or None)
         print(f"image {img.version} for {img.device_model} (counter {img.counter}, {len(data)} bytes)", flush=True)
         result = asyncio.run(update_firmware(args.glasses, data, force=args.force, timeout=args.timeout,
                                              progress=lambda m: print(m, flush=True)))
-    except FirmwareError as err:
+    except BridgeError as err:  # FirmwareError, and an unreachable or refusing link
         raise DeployError(str(err)) from None
     print(result.summary())
     return 0 if result.confirmed else 1
@@ -265,7 +322,8 @@ def _firmware_build(args: argparse.Namespace) -> int:
     return 0
 
 
-_ACTIONS = {"keygen": _keygen, "bundle": _bundle, "init": _init, "push": _push, "status": _status,
+_ACTIONS = {"keygen": _keygen, "bundle": _bundle, "wheel": _wheel, "lock": _lock, "init": _init, "push": _push,
+            "status": _status,
             "rollback": _rollback, "logs": _logs, "health": _health, "firmware": _firmware,
             "firmware-build": _firmware_build}
 

@@ -30,7 +30,7 @@ from typing import Any
 def _question() -> Path:
     from importlib import resources
 
-    return Path(str(resources.files("glasses_assistant").joinpath("assets", "question.wav")))
+    return Path(str(resources.files("glasses_assistant").joinpath("assets").joinpath("question.wav")))
 
 
 def check_models(slot: Path) -> int:
@@ -61,7 +61,8 @@ def full_check(slot: Path, bridge: str | None, answer_timeout: float) -> dict[st
         out["bridge"] = asyncio.run(_handshake(bridge))  # first: an unreachable device fails in seconds
     assistant = Assistant(config)
     try:
-        out["load_s"] = assistant.load()
+        # Each stage on stderr (the agent keeps it as the health log): a slow board shows where the time goes.
+        out["load_s"] = assistant.load(progress=lambda m: print(m, file=sys.stderr, flush=True))
         out["models"] = dict(assistant.model_ids)
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="ga-health-") as tmp:
@@ -71,7 +72,12 @@ def full_check(slot: Path, bridge: str | None, answer_timeout: float) -> dict[st
             audio_s = len(sink.audio) / (sink.sample_rate or 22050)
         answered = [t for t in traces if t.outcome == "answered" and t.reply]
         if not answered:
-            why = traces[0].error or traces[0].outcome if traces else "no turn was heard in the question"
+            waited = time.perf_counter() - t0
+            # wait_for on Python < 3.12 returns what a cancelled serve() gave back (no traces):
+            # say it ran out of time, not that nothing was heard.
+            why = (traces[0].error or traces[0].outcome if traces else
+                   f"no answer within {answer_timeout:g} s" if waited >= answer_timeout - 1 else
+                   "no turn was heard in the question")
             raise RuntimeError(f"the spoken test question was not answered: {why}")
         out.update(transcript=answered[0].transcript, reply=answered[0].reply, reply_audio_s=round(audio_s, 2),
                    answer_s=round(time.perf_counter() - t0, 2))

@@ -13,16 +13,21 @@ import base64
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ..safefile import read_limited
 from .agent import AgentError, key_id, parse_public_key
 from .errors import KeyFileError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 
 @dataclass(frozen=True)
 class SigningKey:
     """A loaded private key and its public half."""
 
-    private: object  # cryptography Ed25519PrivateKey (kept opaque: imported lazily)
+    private: Ed25519PrivateKey  # cryptography is imported lazily, at run time only where keys are used
     public_raw: bytes
 
     @property
@@ -30,7 +35,7 @@ class SigningKey:
         return key_id(self.public_raw)
 
     def sign(self, data: bytes) -> bytes:
-        return self.private.sign(data)  # type: ignore[attr-defined,no-any-return]
+        return self.private.sign(data)
 
     def sign_b64(self, data: bytes) -> str:
         return base64.b64encode(self.sign(data)).decode()
@@ -61,13 +66,17 @@ def generate(out: Path, *, overwrite: bool = False) -> tuple[Path, Path]:
     return key_path, pub_path
 
 
+KEY_FILE_LIMIT = 64 * 1024
+"""A PEM or .pub key is a few hundred bytes; a bigger "key" is the wrong file (or /dev/zero)."""
+
+
 def load_signing_key(path: Path) -> SigningKey:
     """Read a private key written by :func:`generate`."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     try:
-        data = Path(path).read_bytes()
+        data = read_limited(path, KEY_FILE_LIMIT)
     except OSError as err:
         raise KeyFileError(f"cannot read signing key {path}: {err.strerror}") from None
     try:
@@ -83,7 +92,7 @@ def load_signing_key(path: Path) -> SigningKey:
 def load_public_key(path: Path) -> bytes:
     """The raw 32 bytes of a ``.pub`` file."""
     try:
-        text = Path(path).read_text()
+        text = read_limited(path, KEY_FILE_LIMIT).decode("utf-8", errors="replace")
     except OSError as err:
         raise KeyFileError(f"cannot read public key {path}: {err.strerror}") from None
     try:

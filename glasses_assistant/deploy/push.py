@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .agent import CHUNK_SIZE
+from .agent import CHUNK_SIZE, AgentError, parse_manifest
 from .bundle import Bundle, human
 from .errors import RefusedError, TransferError
 from .ssh import SshTarget, b64, parse_reply
@@ -103,6 +103,10 @@ def push(
     ``on_chunk(bytes_sent_so_far, ssh_process)`` is called after each chunk (tests cut the link there).
     """
     t0 = time.monotonic()
+    try:  # the device's own rules, checked here first: a defect is one line before any connection
+        parse_manifest(bundle.manifest_bytes)
+    except AgentError as err:
+        raise RefusedError(f"bundle {bundle.folder}: {err}", err.code) from None
     rep = PushReport(version=bundle.manifest["version"], bundle_bytes=bundle.size)
     from .ssh import agent_source
 

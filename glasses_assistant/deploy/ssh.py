@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlparse
 
+from .agent import MANIFEST_CODES
 from .bundle import DEFAULT_DEVICE_ROOT
 from .errors import DeployError, HealthCheckError, RefusedError, TransferError
 
-REFUSALS = {"bad-signature", "unknown-key", "tampered", "downgrade", "incompatible", "bad-manifest",
-            "previous-bad", "no-previous"}
+REFUSALS = {"bad-signature", "unknown-key", "tampered", "downgrade", "incompatible", "previous-bad", "no-previous",
+            "wrong-platform", "glibc-too-old", "wrong-python",
+            *MANIFEST_CODES}
 # Keep-alives so a cut link is noticed in ~15 s instead of hanging on TCP timeouts.
 BASE_OPTIONS = ("-o", "BatchMode=yes", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
                 "-o", "ConnectTimeout=10")

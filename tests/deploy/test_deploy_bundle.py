@@ -50,7 +50,9 @@ def test_aarch64_wheelhouse_is_built_and_listed(tmp_path: Path, signing_key, app
     names = sorted(Path(f["path"]).name for f in wheels)
     assert any(n.startswith("soxr-") and "aarch64" in n for n in names), names
     assert any(n.startswith("tomli-") and n.endswith("none-any.whl") for n in names), names
-    assert b.manifest["target"] == {"platform": "linux-aarch64", "python": "3.11"}
+    # The glibc floor the wheels need, read from their manylinux tags (soxr: manylinux_2_17 or newer).
+    assert b.manifest["target"]["platform"] == "linux-aarch64" and b.manifest["target"]["python"] == "3.11"
+    assert b.manifest["target"]["glibc"].startswith("2."), b.manifest["target"]
     assert b.manifest["build_on_device"] == []
     for f in wheels:
         with zipfile.ZipFile(b.blob(f["sha256"])) as z:
@@ -65,7 +67,7 @@ def test_real_default_models_are_content_addressed(tmp_path: Path, signing_key, 
     cat = load_catalogue()
     models = {m["id"]: m for m in b.manifest["models"]}
     assert set(models) == {cat.default_for(role).id for role in ROLES}
-    assert {"silero-vad-v6", "whisper-tiny-en", "smollm2-135m-instruct-q4_1", "piper-en-us-joe-medium"} <= set(models)
+    assert {"silero-vad-v6", "whisper-tiny-en", "qwen2.5-coder-1.5b-q4_k_m", "piper-en-us-joe-medium"} <= set(models)
     assert "installed" in models["silero-vad-v6"]  # ships inside faster-whisper's wheel
     for f in b.manifest["files"]:
         if f["kind"] == "model":

@@ -46,7 +46,7 @@ def test_default_models_push_and_app_only_update(sshd: SshServer, tmp_path: Path
     r1 = push(device, b1)
     h = r1.health
     assert h["ok"] and h["level"] == "full", h
-    assert {"whisper-tiny-en", "smollm2-135m-instruct-q4_1", "piper-en-us-joe-medium"} <= set(h["models"].values())
+    assert {"whisper-tiny-en", "qwen2.5-coder-1.5b-q4_k_m", "piper-en-us-joe-medium"} <= set(h["models"].values())
     assert h["reply"] and h["reply_audio_s"] > 0.3 and len(h["transcript"].split()) >= 2
     assert h["bridge"]["device_id"] == "glasses-sim"
     assert h["code"].startswith(str(tmp_path / "device" / "slots" / "a" / "site"))

@@ -81,3 +81,44 @@ def test_refusals_send_no_bundle_bytes(device: SshTarget, make_bundle) -> None:
     with pytest.raises(RefusedError):
         push(device, make_bundle(1, compatible="other-board"))
     assert not list((Path(device.root) / "store" / "chunks").iterdir())
+
+
+def _platform_bundle(tmp_path: Path, signing_key, app_wheel: Path, fake_models, name: str, **kw):  # type: ignore[no-untyped-def]
+    from deploy_helpers import COMPATIBLE
+
+    from glasses_assistant.deploy.bundle import BundleFile, build_bundle
+
+    extra = [BundleFile(f"models/fake/{p.name}", "model", p, extra={"model": "fake"}) for p in fake_models]
+    return build_bundle(tmp_path / name, signing_key, compatible=COMPATIBLE, counter=5, models=[],
+                        app_wheel=app_wheel, extra_files=extra, progress=lambda _m: None, **kw)
+
+
+def test_bundle_for_another_architecture_is_refused_even_forced(device: SshTarget, tmp_path: Path, signing_key,  # type: ignore[no-untyped-def]
+                                                                app_wheel: Path, fake_models) -> None:
+    b = _platform_bundle(tmp_path, signing_key, app_wheel, fake_models, "arm", target="linux-aarch64",
+                         wheelhouse=False)
+    for force in (False, True):
+        with pytest.raises(RefusedError, match=r"bundle is for linux-aarch64, this device is linux-x86_64") as ei:
+            push(device, b, force=force)
+        assert ei.value.reason == "wrong-platform"
+    untouched(device, None)
+    assert not list((Path(device.root) / "store" / "chunks").iterdir())  # refused before any byte was sent
+
+
+def test_bundle_needing_a_newer_glibc_than_the_device_is_refused(device: SshTarget, tmp_path: Path, signing_key,  # type: ignore[no-untyped-def]
+                                                                 app_wheel: Path, fake_models) -> None:
+    # A wheel built against a glibc from the future (2.99): the wheelhouse's floor is read from its tag.
+    future = tmp_path / "w" / "fakepkg-1.0-py3-none-manylinux_2_99_x86_64.whl"
+    future.parent.mkdir()
+    import zipfile
+
+    with zipfile.ZipFile(future, "w") as z:
+        z.writestr("fakepkg/__init__.py", "")
+    b = _platform_bundle(tmp_path, signing_key, app_wheel, fake_models, "future", target="linux-x86_64",
+                         requirements=["tomli==2.0.1"], python_version="3.11", device_wheels=[future])
+    assert b.manifest["target"]["glibc"] == "2.99"
+    glibc = os.confstr("CS_GNU_LIBC_VERSION").split()[-1]
+    with pytest.raises(RefusedError, match=rf"bundle needs glibc 2\.99 or newer, this device has glibc {glibc}") as ei:
+        push(device, b, force=True)
+    assert ei.value.reason == "glibc-too-old"
+    untouched(device, None)
