@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Hardware-in-the-loop tests: scenario files run by pytest against the virtual glasses or a real device.
 
 The pytest plugin (:mod:`.plugin`, registered through the ``pytest11`` entry point) collects

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """``--glasses=labgrid:PLACE``: the device's bridge URL from labgrid's coordinator.
 
 A rack of glasses is run the way labgrid runs any rack: an exporter on each bench host
@@ -80,12 +81,13 @@ def _resolve(spec: str, *, lg_env: str | None = None, coordinator: str | None = 
     except LabgridError:
         raise
     except Exception as err:  # labgrid raises many kinds: connection refused, no such place, bad YAML
-        while err.__cause__ is not None and "failed to create" in str(err):
-            err = err.__cause__  # labgrid's factory wraps the real reason
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason: BaseException = err
+        while reason.__cause__ is not None and "failed to create" in str(reason):
+            reason = reason.__cause__  # labgrid's factory wraps the real reason
+        msg = str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__
         if "coordinator" in msg.lower():
             addr = os.environ.get("LG_COORDINATOR", "127.0.0.1:20408")
-            if lg_env:
+            if lg_env and env is not None:
                 try:
                     addr = env.config.get_option("coordinator_address", addr)
                 except Exception:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The pytest plugin: scenario files as test items, against the virtual glasses or a real device.
 
 Registered through the ``pytest11`` entry point (name ``glasses_hil``), so an installed
@@ -20,11 +21,14 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .scenario import Scenario, ScenarioError, check, load_quarantine, load_scenario
+
+if TYPE_CHECKING:
+    from _pytest._code.code import TerminalRepr  # what Item.repr_failure may return; pytest does not export it
 
 URL_SCHEMES = ("tcp://", "serial://", "ble://")
 
@@ -40,6 +44,11 @@ class GlassesTarget:
     def is_sim(self) -> bool:
         return self.url is None
 
+    @property
+    def emulated(self) -> bool:
+        """Brilliant's Halo emulator in-process: virtual like the sim, but no glasses-sim faults."""
+        return self.spec.startswith("halo-emulator")
+
     def __repr__(self) -> str:
         return f"GlassesTarget({self.spec!r}, url={self.url!r})"
 
@@ -51,6 +60,15 @@ def parse_target(spec: str, *, lg_env: str | None = None, coordinator: str | Non
         return GlassesTarget(spec, None)
     if spec.startswith(URL_SCHEMES):
         return GlassesTarget(spec, spec)
+    if spec.startswith(("halo-emulator", "brilliant://")):
+        from ..devices.brilliant import parse_url
+        from ..errors import ConfigError
+
+        try:
+            parse_url(spec)
+        except ConfigError as err:
+            raise pytest.UsageError(f"--glasses={spec}: {err}") from None
+        return GlassesTarget(spec, spec)
     if spec.startswith("labgrid:"):
         from .labgrid import LabgridError, resolve
 
@@ -59,7 +77,8 @@ def parse_target(spec: str, *, lg_env: str | None = None, coordinator: str | Non
         except LabgridError as err:
             raise pytest.UsageError(f"--glasses={spec}: {err}") from None
     raise pytest.UsageError(
-        f"--glasses must be sim, tcp://HOST:PORT, serial:///dev/..., ble://ADDR or labgrid:PLACE (got {spec!r})")
+        f"--glasses must be sim, tcp://HOST:PORT, serial:///dev/..., ble://ADDR, labgrid:PLACE, halo-emulator or "
+        f"brilliant://[NAME] (got {spec!r})")
 
 
 class Playback:
@@ -166,7 +185,11 @@ class HilSession:
         from .runner import Skip, run_scenario
 
         playback = None
-        if not self.target.is_sim:
+        if self.target.emulated:
+            why = scenario.emulator_unsupported
+            if why:
+                pytest.skip(f"{scenario.id}: {why}; the target is {self.target.spec}")
+        elif not self.target.is_sim:
             why = scenario.sim_only
             if why:
                 pytest.skip(f"{scenario.id}: {why}; {self.target.spec} is a real device")
@@ -192,7 +215,8 @@ _QUARANTINE = pytest.StashKey[dict]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("glasses", "glasses-assistant hardware-in-the-loop scenarios")
     group.addoption("--glasses", default="sim", metavar="TARGET",
-                    help="sim (default: start the virtual glasses per scenario), tcp://HOST:PORT, "
+                    help="sim (default: start the virtual glasses per scenario), halo-emulator (Brilliant's "
+                         "emulator, per scenario), brilliant://[NAME] (a Frame or Halo), tcp://HOST:PORT, "
                          "serial:///dev/..., ble://ADDR, or labgrid:PLACE (a place from labgrid's coordinator)")
     group.addoption("--glasses-config", default=None, metavar="FILE", help="assistant config TOML for the scenarios")
     group.addoption("--glasses-playback-device", default=None, metavar="NAME",
@@ -289,7 +313,8 @@ class ScenarioItem(pytest.Item):
         sc = self.scenario
         if sc.expect.behaviour:
             self.user_properties.append(("expected_behaviour", sc.expect.behaviour))
-        workdir = Path(self.config._tmp_path_factory.mktemp(sc.id, numbered=True))  # type: ignore[attr-defined]
+        factory = self.config._tmp_path_factory  # type: ignore[attr-defined]  # private, set by pytest's tmpdir plugin
+        workdir = Path(factory.mktemp(sc.id, numbered=True))
         obs, props = session.run(sc, workdir)
         rel = self.path.relative_to(self.config.rootpath) if self.path.is_relative_to(self.config.rootpath) \
             else self.path
@@ -303,7 +328,7 @@ class ScenarioItem(pytest.Item):
         if failures:
             raise ScenarioFailed(failures, obs)
 
-    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | TerminalRepr:
         if isinstance(excinfo.value, ScenarioFailed):
             failures, obs = excinfo.value.args
             lines = [f"scenario {self.scenario.id} ({self.path.name}) failed:"]
@@ -314,7 +339,7 @@ class ScenarioItem(pytest.Item):
                 lines.append(f"  turn {i + 1}: {t.get('outcome')}: heard {t.get('transcript')!r} -> "
                              f"{t.get('reply')!r} ({t.get('voice_to_voice_ms')} ms)")
             return "\n".join(lines)
-        return super().repr_failure(excinfo, style=style)  # type: ignore[arg-type]
+        return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, 0, f"scenario: {self.scenario.id}"

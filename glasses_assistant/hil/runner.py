@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """One scenario through the real loop: glasses (virtual or real) -> bridge -> the assistant -> glasses."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .scenario import Observed, Scenario, skip_reason
+from .scenario import SPOKEN_MIN_S, Observed, Scenario, skip_reason
 
 
 class Skip(Exception):
@@ -23,7 +24,7 @@ def telemetry_dict(sample: Any) -> dict[str, Any] | None:
                                              "thermal_state")}
 
 
-def start_sim(scenario: Scenario, wavs: list[Path], speaker_wav: Path,  # type: ignore[no-untyped-def]
+def start_sim(scenario: Scenario, wavs: list[Path], speaker_wav: Path,
               captions: Path | None = None):
     """The virtual glasses for this scenario (started), through the harness's sim wrapper."""
     from ..audio.bridge import VirtualGlasses
@@ -41,7 +42,7 @@ def start_sim(scenario: Scenario, wavs: list[Path], speaker_wav: Path,  # type: 
 
 async def run_session(
     get_assistant: Callable[[], Any], url: str, scenario: Scenario, *, listen_s: float, device: str,
-    play: Callable[[], Any] | None = None,
+    play: Callable[[], Any] | None = None, glasses: Any = None,
 ) -> Observed:
     """Connect to the glasses at ``url``, serve ``scenario.turns`` turns, and say what happened.
 
@@ -52,8 +53,10 @@ async def run_session(
 
     from ..audio.bridge import BridgeSink, BridgeSource
     from ..camera import BridgeCamera
+    from ..devices.brilliant import is_brilliant_url, open_client
 
-    client = BridgeClient(url)
+    brilliant = is_brilliant_url(url)
+    client: Any = open_client(url, glasses=glasses) if brilliant else BridgeClient(url)
     await client.start()
     try:
         await client.wait_connected(timeout=15)
@@ -85,15 +88,18 @@ async def run_session(
             return None
 
         tasks = [asyncio.create_task(watch()), asyncio.create_task(stop_listening())]
+        if glasses is not None:  # the emulator: the wearer speaks and taps on the scenario's schedule
+            glasses.speak()
+            tasks.append(asyncio.create_task(_press(glasses, scenario)))
         tel_task = asyncio.create_task(first_telemetry())
         player = play() if play is not None else None
         serve = assistant.serve(source, BridgeSink(client), half_duplex=True, max_turns=scenario.turns,
                                 camera=camera, buttons=client.buttons(), listen_mode=scenario.listen_mode)
         show = None
         if caps is not None and caps.has_display:  # translation captions go to the glasses' display
-            from ..translate.captions import bridge_listener
+            from ..captions import bridge_listener, display_listener
 
-            show = bridge_listener(client)
+            show = display_listener(client) if brilliant else bridge_listener(client)
             assistant.captions.subscribe(show)
         try:
             traces = await asyncio.wait_for(serve, listen_s + 90)
@@ -113,6 +119,13 @@ async def run_session(
         )
     finally:
         await client.close()
+
+
+async def _press(glasses: Any, scenario: Scenario) -> None:
+    t0 = time.monotonic()
+    for p in sorted(scenario.presses, key=lambda p: p.at_s):
+        await asyncio.sleep(max(0.0, t0 + p.at_s - time.monotonic()))
+        glasses.tap("double" if p.kind == "double_tap" else "single")
 
 
 def properties(scenario: Scenario, obs: Observed, elapsed_s: float) -> list[tuple[str, object]]:
@@ -146,8 +159,9 @@ def properties(scenario: Scenario, obs: Observed, elapsed_s: float) -> list[tupl
     if s is not None:
         props.append(("battery_start_pct", round(s["battery_percent"], 3)))
     if e is not None:
-        props += [("battery_end_pct", round(e["battery_percent"], 3)),
-                  ("temperature_c", round(float(e["temperature_c"]), 2)), ("thermal_state", e["thermal_state"])]
+        props.append(("battery_end_pct", round(e["battery_percent"], 3)))
+        if e["temperature_c"] == e["temperature_c"]:  # NaN: glasses that report no temperature (Brilliant's)
+            props += [("temperature_c", round(float(e["temperature_c"]), 2)), ("thermal_state", e["thermal_state"])]
     if s is not None and e is not None:
         props.append(("battery_drain_pct", round(s["battery_percent"] - e["battery_percent"], 3)))
     props.append(("led_on_seen", obs.led_on_seen))
@@ -184,9 +198,14 @@ def run_scenario(get_assistant: Callable[[], Any], scenario: Scenario, *, url: s
     press_s = max((p.at_s for p in scenario.presses), default=0.0)
     listen_s = scenario.listen_s or (max(audio_s, press_s) + 25.0 * max(1, scenario.turns))
 
+    e = scenario.expect
+    # A scenario about vision gets the vision models even with no image to show (the no-camera one):
+    # else whether it passes would depend on whether an earlier scenario happened to load them.
+    needs_vision = bool(scenario.images or e.vision_intent or e.vision_problem or e.vision_labels)
+
     def ready() -> Any:  # loaded only once the device is known to be able to run the scenario
         assistant = get_assistant()
-        if scenario.images and assistant.vision is None:
+        if needs_vision and assistant.vision is None:
             assistant._load_vision()
         assistant.conversation.clear()
         assistant.stop_translation()  # every scenario starts out of translation mode
@@ -198,26 +217,40 @@ def run_scenario(get_assistant: Callable[[], Any], scenario: Scenario, *, url: s
     sim = None
     play = None
     captions = workdir / "captions.jsonl"
-    if url is None:
+    glasses = None
+    if url is not None and url.startswith("halo-emulator"):
+        from ..devices.brilliant import emulated_glasses
+
+        glasses = emulated_glasses(url, wavs, mic_gap_s=scenario.mic_gap_s, camera=scenario.images,
+                                   battery=int(scenario.sim.get("battery", 85)))
+        device = url
+    elif url is None:
         sim = start_sim(scenario, wavs, speaker, captions if scenario.sim.get("display") else None)
         url = sim.url
         device = "glasses-sim"
     elif wavs:
         play = lambda: playback.play(wavs, gap_s=scenario.mic_gap_s)  # noqa: E731
     try:
-        obs = asyncio.run(run_session(ready, url, scenario, listen_s=listen_s, device=device, play=play))
+        obs = asyncio.run(run_session(ready, url, scenario, listen_s=listen_s, device=device, play=play,
+                                      glasses=glasses))
     finally:
         if sim is not None:
             sim.stop()
+        if glasses is not None:
+            write_wav(speaker, glasses.speaker_audio(), SAMPLE_RATE)
+            glasses.close()
     elapsed = time.monotonic() - t0
     if captions.exists():
         import json
 
         obs.captions = [json.loads(line) for line in captions.read_text(encoding="utf-8").splitlines() if line]
-    if sim is not None and speaker.exists():
+    if (sim is not None or glasses is not None) and speaker.exists():
         audio, rate = read_wav(speaker)
         obs.speaker_s = len(audio) / rate if rate else 0.0
-        if scenario.expect.heard_contains and obs.speaker_s > 0.5:
-            obs.heard = get_assistant().stt.transcribe(resample(audio, rate, SAMPLE_RATE)).text
+        if scenario.expect.heard_contains and obs.speaker_s > SPOKEN_MIN_S:
+            # Heard as the wearer hears it: knowing what was asked (a one-word answer alone, "Paris.",
+            # came back as "Harris." through Halo's LC3 codec).
+            asked = " ".join(a.say for a in scenario.audio if a.say)
+            obs.heard = get_assistant().stt.transcribe(resample(audio, rate, SAMPLE_RATE), context=asked or None).text
     return obs, properties(scenario, obs, elapsed)
 

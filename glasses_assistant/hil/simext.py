@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """glasses-sim with two extra knobs the harness needs and the simulator lacks (yet).
 
 ``--hide camera|speaker|buttons`` leaves that feature out of the device's Hello, so the
@@ -32,17 +33,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         hidden |= _FEATURES[name]
     hello, init = _sim.GlassesSim._hello, _sim.GlassesSim.__init__
 
-    def _hello(self):  # type: ignore[no-untyped-def]
+    def _hello(self):
         h = hello(self)
         return dataclasses.replace(h, features=h.features & ~hidden)
 
-    def __init__(self, config):  # type: ignore[no-untyped-def]
+    def __init__(self, config):
         init(self, config)
         if ours.temperature is not None:
             self.temperature = ours.temperature
 
-    _sim.GlassesSim._hello = _hello  # type: ignore[method-assign]
-    _sim.GlassesSim.__init__ = __init__  # type: ignore[method-assign]
+    _sim.GlassesSim._hello = _hello  # type: ignore[method-assign]  # deliberate patch, see the module docstring
+    _sim.GlassesSim.__init__ = __init__  # type: ignore[method-assign]  # deliberate patch, as above
     return _sim.main(rest)
 
 

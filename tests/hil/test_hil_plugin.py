@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The hardware-in-the-loop plugin itself: scenario files, expectations, capability skips,
 quarantine, the device and labgrid paths. No models are loaded here (the scenarios that need
 them run in `make hil`); pytest is run in a subprocess where the plugin's own behaviour is tested.
@@ -276,3 +277,13 @@ def test_it(glasses_target, glasses_url):
 ''')
     r = run_pytest(tmp_path, "test_fixtures.py", "-q")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_heard_allows_a_near_miss_of_a_long_word_only() -> None:
+    from glasses_assistant.hil.scenario import sounds_like
+
+    assert sounds_like("paris", ["harris"])  # whisper-tiny on a one-word "Paris." through LC3
+    assert sounds_like("rome", ["broome"])
+    assert not sounds_like("paris", ["the", "capital", "is", "london"])
+    assert not sounds_like("paris", [])
+    assert sounds_like("no", ["no"]) and not sounds_like("no", ["so"])  # short words: exactly
