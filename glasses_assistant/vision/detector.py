@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Object detection on onnxruntime: NanoDet / CenterNet (built from npm) or a user's YOLO ONNX.
 
 Every model sits behind one :class:`Detector` whose :meth:`Detector.detect` takes a
@@ -13,15 +14,20 @@ worker thread.
 
 from __future__ import annotations
 
+import ast
+import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ModelError
+from .calibration import confidence_for
 from .labels import COCO_LABELS
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..catalog import Catalogue
@@ -35,13 +41,16 @@ class Detection:
     """One object found in a frame.
 
     ``box_xyxy`` is (x1, y1, x2, y2) as fractions of the frame's width and height,
-    so it stays meaningful whatever size the frame was decoded at.
+    so it stays meaningful whatever size the frame was decoded at. ``sure`` is whether
+    the score reaches the detector's calibrated "say it as fact" band
+    (:mod:`.calibration`); a detection that is not sure is only ever spoken as a guess.
     """
 
     label: str
     score: float
     box_xyxy: tuple[float, float, float, float]
     class_id: int = -1
+    sure: bool = True
 
     @property
     def area(self) -> float:
@@ -79,6 +88,12 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarr
         ious = iou_matrix(boxes[i : i + 1], boxes[order[1:]])[0]
         order = order[1:][ious <= iou_threshold]
     return np.asarray(keep, dtype=np.int64)
+
+
+def _rounded_box(xyxy: np.ndarray) -> tuple[float, float, float, float]:
+    """One (x1, y1, x2, y2) row as plain floats, rounded to 4 places."""
+    x1, y1, x2, y2 = (round(float(v), 4) for v in xyxy)
+    return x1, y1, x2, y2
 
 
 def batched_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_threshold: float) -> np.ndarray:
@@ -171,7 +186,7 @@ class _XyxyScoreClass(_Adapter):
 
     kind = "xyxy"
 
-    def __init__(self, *args, channels_last: bool = False, scale255: bool = True, letterbox: bool = True) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args, channels_last: bool = False, scale255: bool = True, letterbox: bool = True) -> None:
         super().__init__(*args)
         self.channels_last = channels_last
         self.scale255 = scale255
@@ -209,7 +224,7 @@ class _CenterNet(_XyxyScoreClass):
 
     kind = "centernet"
 
-    def __init__(self, *args) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args) -> None:
         super().__init__(*args, channels_last=True, scale255=False, letterbox=False)
 
     def _pick(self, outputs: list[np.ndarray]) -> np.ndarray:
@@ -222,7 +237,7 @@ class _Yolo(_Adapter):
 
     kind = "yolo"
 
-    def __init__(self, *args, num_classes: int) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args, num_classes: int) -> None:
         super().__init__(*args)
         self.num_classes = num_classes
         dims = self.input_shape[2:4]
@@ -305,7 +320,8 @@ class Detector:
         *,
         kind: str = "auto",
         labels: list[str] | tuple[str, ...] | None = None,
-        score_threshold: float = 0.3,
+        score_threshold: float | None = None,
+        sure_threshold: float | None = None,
         iou_threshold: float = 0.5,
         agnostic_iou_threshold: float = 0.7,
         max_detections: int = 20,
@@ -316,15 +332,19 @@ class Detector:
 
         if kind not in KINDS:
             raise ModelError(f"detector kind must be one of {KINDS}, not {kind!r}")
-        if not 0.0 <= score_threshold <= 1.0 or not 0.0 < iou_threshold <= 1.0:
+        given = [t for t in (score_threshold, sure_threshold) if t is not None]
+        if not all(0.0 <= t <= 1.0 for t in given) or not 0.0 < iou_threshold <= 1.0:
             raise ModelError("detector thresholds must lie between 0 and 1")
         path = Path(model_path).expanduser()
         if not path.is_file():
             raise ModelError(f"detector model {path} does not exist")
         self.model_path = path
         self.model_id = model_id or str(path)
-        self.labels = tuple(labels) if labels else COCO_LABELS
-        self.score_threshold = score_threshold
+        try:  # below `maybe` a detection is dropped; from `sure` up it is spoken as fact
+            self.confidence = confidence_for(model_id, maybe=score_threshold, sure=sure_threshold)
+        except ValueError as err:
+            raise ModelError(f"detector thresholds: {err}") from None
+        self.score_threshold = self.confidence.maybe
         self.iou_threshold = iou_threshold
         self.agnostic_iou_threshold = agnostic_iou_threshold
         self.max_detections = max_detections
@@ -337,12 +357,15 @@ class Detector:
             self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as err:  # onnxruntime raises its own exception types
             raise ModelError(f"cannot load detector {path}: {str(err).splitlines()[0]}") from None
+        # Labels given by the caller (a .names file) win; else the ONNX's own (Ultralytics
+        # exports carry them); else COCO's 80, which every catalogue detector uses.
+        self.labels = tuple(labels) if labels else (labels_from_metadata(self._session) or COCO_LABELS)
         self._adapter = self._make_adapter(kind)
         self.kind = self._adapter.kind
         self._lock = threading.Lock()  # onnxruntime sessions are thread-safe; our callers should not overlap anyway
 
     @classmethod
-    def from_catalogue(cls, catalogue: Catalogue | None = None, model: str | None = None, **kwargs) -> Detector:  # type: ignore[no-untyped-def]
+    def from_catalogue(cls, catalogue: Catalogue | None = None, model: str | None = None, **kwargs) -> Detector:
         """The catalogue's default vision model, a catalogue id, or a path to a user's ONNX."""
         from ..catalog import load_catalogue
 
@@ -411,10 +434,38 @@ class Detector:
         # both "car" and "truck" is one object to the wearer; keep the likelier label.
         idx = nms(boxes, scores, self.agnostic_iou_threshold) if len(boxes) else idx[:0]
         return [
-            Detection(self.labels[int(classes[i])], round(float(scores[i]), 4),
-                      tuple(round(float(v), 4) for v in boxes[i]), int(classes[i]))  # type: ignore[arg-type]
+            Detection(self.labels[int(classes[i])], round(float(scores[i]), 4), _rounded_box(boxes[i]),
+                      int(classes[i]), sure=bool(scores[i] >= self.confidence.sure))
             for i in idx[: self.max_detections]
         ]
+
+
+def labels_from_metadata(session: Any) -> tuple[str, ...] | None:
+    """Class names from an ONNX's metadata (Ultralytics: ``names = "{0: 'person', ...}"``), or None.
+
+    The model file is untrusted input: the text is parsed as a literal only (never
+    evaluated), bounded in size, and accepted only as names for 0..N-1 in order.
+    """
+    try:
+        raw = session.get_modelmeta().custom_metadata_map.get("names")
+    except Exception:  # a graph without metadata: onnxruntime's own exception types
+        return None
+    if not isinstance(raw, str) or len(raw) > 100_000:
+        return None
+    try:
+        names = ast.literal_eval(raw)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        log.warning("ignoring the detector's unreadable class names metadata")
+        return None
+    if isinstance(names, dict) and sorted(names) == list(range(len(names))) and names:
+        ordered = [names[i] for i in range(len(names))]
+    elif isinstance(names, (list, tuple)) and names:
+        ordered = list(names)
+    else:
+        return None
+    if not all(isinstance(n, str) and 0 < len(n) <= 60 for n in ordered):
+        return None
+    return tuple(ordered)
 
 
 def load_labels(path: Path) -> tuple[str, ...]:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Camera frames in, BGR images out, with every bad frame turned into a spoken reason.
 
 A frame from the glasses can be anything: empty, not a JPEG, cut short on the link,

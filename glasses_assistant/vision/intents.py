@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Which vision question, if any, the wearer just asked (from Whisper's transcript).
 
 Whisper writes the same request many ways ("What am I looking at?", "what'm I

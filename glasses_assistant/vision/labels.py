@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The 80 COCO class names, in the order COCO-trained detectors number them (0-based).
 
 NanoDet, CenterNet and YOLO models trained on COCO all use this order.

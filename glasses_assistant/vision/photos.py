@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """'Take a photo': the JPEG as the camera sent it, plus a JSON sidecar with time and device metadata."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """One call per vision request: frame in, facts / text / saved photo and a spoken answer out.
 
 The voice loop calls :meth:`VisionService.answer` from a worker thread with the
@@ -19,7 +20,7 @@ from .frames import NO_CAMERA, FrameProblem, decode_frame
 from .intents import VisionIntent
 from .ocr import TextLine, TextReader, spoken_text
 from .photos import PhotoError, save_photo
-from .scene import describe_prompt, describe_scene, spoken_scene
+from .scene import describe_prompt, describe_scene, guess_sentence, guesses_of, spoken_scene, sure_of
 
 DEFAULT_PHOTO_DIR = Path("~/Pictures/glasses").expanduser()
 
@@ -30,9 +31,11 @@ class VisionAnswer:
 
     ``spoken`` is always a complete answer the loop can say as is (the plain
     description, the text read, the photo confirmation or the problem). For
-    "describe", ``llm_prompt`` is the user message to let the LLM phrase a nicer
-    answer from ``facts``; fall back to ``spoken`` if the LLM's reply names none
-    of ``labels``.
+    "describe" with something sure in view, ``llm_prompt`` is the user message to let
+    the LLM phrase a nicer answer from ``facts`` (the sure objects only); the reply is
+    said, followed by ``guesses`` (the "There might also be ..." sentence), only if it
+    names one of ``labels`` and nothing else (:func:`~.scene.names_only`), else
+    ``spoken`` is.
     """
 
     intent: VisionIntent
@@ -41,13 +44,20 @@ class VisionAnswer:
     detections: list[Detection] = field(default_factory=list)
     lines: list[TextLine] = field(default_factory=list)
     facts: str = ""
+    guesses: str = ""
     llm_prompt: str | None = None
     photo: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def labels(self) -> list[str]:
-        return sorted({d.label for d in self.detections})
+        """The objects the detector is sure of: what may be said as fact."""
+        return sorted({d.label for d in sure_of(self.detections)})
+
+    @property
+    def maybe_labels(self) -> list[str]:
+        """The objects only good for a guess."""
+        return sorted({d.label for d in guesses_of(self.detections)})
 
 
 class VisionService:
@@ -103,9 +113,11 @@ class VisionService:
         dets = self.detector.detect(image)
         timings["detect_s"] = round(time.perf_counter() - t1, 4)
         facts = describe_scene(dets, w, h)
-        prompt = describe_prompt(facts, question or "What am I looking at?") if dets else None
+        # Nothing sure: no LLM. The plain sentence says so (or words the guesses as guesses),
+        # which a small LLM asked to describe "nothing" would not.
+        prompt = describe_prompt(facts, question or "What am I looking at?") if sure_of(dets) else None
         return VisionAnswer(intent, spoken_scene(dets, w, h), detections=dets, facts=facts,
-                            llm_prompt=prompt, timings=timings)
+                            guesses=guess_sentence(dets, w, h), llm_prompt=prompt, timings=timings)
 
     def _photo(self, jpeg: bytes, metadata: dict[str, Any] | None) -> VisionAnswer:
         # A dark or blurred photo is still the wearer's photo: only refuse what is not a picture.
@@ -118,11 +130,3 @@ class VisionService:
             return VisionAnswer("photo", "I couldn't save the photo.",
                                 problem=FrameProblem("photo-not-saved", str(err), "I couldn't save the photo."))
         return VisionAnswer("photo", "Photo saved.", photo=path)
-
-
-def mentions_any(text: str, labels: list[str]) -> bool:
-    """Whether an LLM reply names at least one detected object (else use the plain answer)."""
-    from .scene import name, plural
-
-    low = text.lower()
-    return any(name(lb).lower() in low or plural(lb, 2).lower() in low for lb in labels)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Vision fixtures: real photos (Debian's darknet samples), the detector and the OCR, loaded once."""
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def photo():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def detector() -> Detector:
-    """The catalogue's default detector (NanoDet), verified by sha256; `glasses-assistant models fetch` builds it."""
+    """The catalogue's default detector (YOLOv8n), verified by sha256; `glasses-assistant models fetch` fetches it."""
     d = Detector.from_catalogue(load_catalogue())
     d.warm()
     return d

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """End to end: the virtual glasses show a photo, the wearer asks "what am I looking at?",
 and the spoken answer names the main object.
 
@@ -19,7 +20,8 @@ from firmware_bridge import BridgeClient
 from glasses_assistant.audio.bridge import VirtualGlasses
 from glasses_assistant.audio.io import SAMPLE_RATE, resample
 from glasses_assistant.pipeline import Assistant
-from glasses_assistant.vision import Detector, TextReader, VisionService, match_vision_intent, mentions_any
+from glasses_assistant.vision import Detector, TextReader, VisionService, match_vision_intent
+from glasses_assistant.vision.skill import faithful
 
 pytestmark = pytest.mark.models
 
@@ -56,7 +58,7 @@ def test_what_am_i_looking_at(assistant: Assistant, speak, detector: Detector, r
     messages = [{"role": "system", "content": assistant.config.llm.system_prompt},
                 {"role": "user", "content": answer.llm_prompt}]
     reply = assistant.llm.stream(messages, lambda _p: None, max_tokens=60)
-    spoken = reply if mentions_any(reply, answer.labels) else answer.spoken
+    spoken = reply if faithful(reply, answer.labels) else answer.spoken  # what VisionSkill does
     audio = assistant.tts.synthesize(spoken)
     heard = set(words(assistant.stt.transcribe(resample(audio, assistant.tts.sample_rate, SAMPLE_RATE)).text))
     assert heard & main, (answer.facts, reply, heard)

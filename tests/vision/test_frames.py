@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Bad frames become a FrameProblem with a spoken reason, never an exception."""
 
 from __future__ import annotations

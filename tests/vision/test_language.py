@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Intent matching on Whisper-style transcripts, scene facts and spoken answers, photos."""
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from glasses_assistant.vision import (
     describe_scene,
     frame_metadata,
     match_vision_intent,
+    mentions_any,
+    names_only,
     save_photo,
     spoken_scene,
 )
+from glasses_assistant.vision.scene import NOTHING_RECOGNISED, spoken_labels
 
 
 @pytest.mark.parametrize("text", [
@@ -94,3 +98,53 @@ def test_save_photo_writes_jpeg_and_sidecar(tmp_path) -> None:  # type: ignore[n
     blocker.write_text("x")
     with pytest.raises(PhotoError, match="cannot save the photo"):
         save_photo(Frame.jpeg, blocker / "sub", {})
+
+
+# ------------------------------------------------------------------ honest answers
+def unsure(label: str, box: tuple[float, float, float, float], score: float = 0.4) -> Detection:
+    return Detection(label, score, box, sure=False)
+
+
+def test_a_guess_is_said_as_a_guess_and_never_given_to_the_llm_as_a_fact() -> None:
+    found = [det("dog", (0.35, 0.3, 0.7, 0.95)), unsure("cup", (0.8, 0.5, 0.9, 0.6))]
+    assert spoken_scene(found) == "I see a dog ahead of you. There might also be a cup on your right."
+    assert describe_scene(found) == "a dog (ahead, large)"
+    assert spoken_labels(found) == (["dog"], ["cup"])
+    # A fainter second person is no news when one person is certain.
+    people = [det("person", (0.1, 0.1, 0.3, 0.9)), unsure("person", (0.7, 0.1, 0.8, 0.5))]
+    assert spoken_scene(people) == "I see a person on your left."
+
+
+def test_only_guesses_or_nothing_is_said_plainly() -> None:
+    toilet = [unsure("toilet", (0.3, 0.3, 0.7, 0.7))]
+    assert spoken_scene(toilet) == "I can't tell for sure. It might be a toilet ahead of you."
+    assert describe_scene(toilet) == "nothing I recognise"
+    assert spoken_scene([]) == NOTHING_RECOGNISED == "I don't see anything I recognise."
+
+
+@pytest.mark.parametrize(("reply", "labels", "ok"), [
+    ("You are looking at a dog in front of you.", ["dog"], True),
+    ("A dog and a cat are in front of you.", ["dog"], False),  # the cat was never detected
+    ("A man is riding a bike on your left.", ["person", "bicycle"], True),
+    ("A man is riding a bike on your left.", ["bicycle"], False),  # nobody was detected
+    ("There is a teddy bear on the bed.", ["teddy bear", "bed"], True),  # "bear" is part of "teddy bear"
+    ("I see two people and a table.", ["person", "dining table"], True),
+    ("I see a horse and a cow in a field.", ["horse"], False),
+])
+def test_the_llm_may_name_only_what_was_detected(reply: str, labels: list[str], ok: bool) -> None:
+    assert names_only(reply, labels) is ok
+    assert mentions_any(reply, labels)
+
+
+def test_mentions_any_needs_a_detected_object() -> None:
+    assert not mentions_any("It is a lovely day.", ["dog"])
+    assert mentions_any("Your phone is on the left.", ["cell phone"]) and mentions_any("Two TVs.", ["tv"])
+
+
+def test_a_phrasing_that_names_an_object_not_seen_is_not_used() -> None:
+    from glasses_assistant.vision.scene import invented_objects, mentions_any
+
+    assert invented_objects("I see two dogs and a bicycle.", ["dog", "bicycle"]) == []
+    assert invented_objects("A dog sits next to a cat.", ["dog"]) == ["cat"]
+    assert invented_objects("There is a person on a horse.", ["person"]) == ["horse"]
+    assert mentions_any("A dog sits next to a cat.", ["dog"])  # named what is there, and more: not said
