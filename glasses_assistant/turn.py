@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """End-of-turn detection: pure logic over (32 ms chunk, is it speech?).
 
 No model, no clock of its own: the caller passes each chunk's samples, whether
@@ -172,6 +173,21 @@ class EndOfTurnDetector:
             self.state = "capped"
             self._silence = 0 if is_speech else 1
         return events
+
+    def restore(self, chunks: list[np.ndarray]) -> None:
+        """The utterance in progress is really ``chunks`` (an earlier turn taken back, the pause
+        and the speech so far): it continues from them, as if the turn had never ended."""
+        if self.state == "speech":
+            self._utterance = list(chunks)
+
+    @property
+    def speech_ms(self) -> float:
+        """How long the utterance in progress has run, pre-roll included (0 when none is)."""
+        return len(self._utterance) * self._chunk_ms if self.state == "speech" else 0.0
+
+    def utterance(self) -> np.ndarray:
+        """The audio of the utterance in progress so far (empty when none is)."""
+        return self._audio() if self.state == "speech" else np.zeros(0, np.float32)
 
     @property
     def silence_chunks(self) -> int:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The turn controller: pure logic, driven with plain times (no audio, no models, no clock)."""
 
 from __future__ import annotations
@@ -162,3 +163,28 @@ def test_echo_guard_rejects_the_echo_and_passes_the_wearer() -> None:
     assert sum(wearer) >= 0.9 * len(wearer)
     # Nothing playing: everything may be the wearer.
     assert guard.is_wearer(np.ones(512, np.float32) * 0.1, 200.0)
+
+
+def test_echo_guard_learns_an_echo_free_path_and_hears_the_wearer_at_the_replys_level() -> None:
+    """Glasses whose microphone hears none of the reply (hardware echo cancelling, a bone-conduction
+    speaker): the coupling is measured as low, so a wearer speaking no louder than the reply is heard
+    over it. The initial guess (-3 dB) once stayed forever, because a delay is only learned from echo."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    tl = PlaybackTimeline(clock=lambda: 100.0)
+    played = (0.3 * rng.standard_normal(16_000 * 4)).astype(np.float32)
+    tl.append(played, 16_000, now=100.0)
+    guard = EchoGuard(tl, margin_db=6.0, initial_coupling_db=-3.0)
+    voice = (0.2 * rng.standard_normal(512)).astype(np.float32)  # quieter than the reply
+    assert not guard.is_wearer(voice, 100.5)  # before any measurement: the cautious guess
+    for i in range(1, 40):  # the microphone hears nothing while the reply plays
+        guard.observe(np.zeros(512, np.float32), 100.0 + i * C)
+    assert guard.coupling < 10 ** (-30 / 10)
+    assert guard.is_wearer(voice, 101.5)
+    # A quiet stretch of the reply itself teaches nothing: the reference must be clearly audible.
+    quiet = EchoGuard(PlaybackTimeline(clock=lambda: 0.0))
+    quiet.timeline.append(np.full(16_000, 0.005, np.float32), 16_000, now=0.0)
+    for i in range(1, 25):
+        quiet.observe(np.zeros(512, np.float32), i * C)
+    assert quiet.coupling == quiet.initial_coupling

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Audio sources and sinks, resampling and voice activity detection."""
 
 from .io import (

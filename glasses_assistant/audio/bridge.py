@@ -1,9 +1,11 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The glasses as microphone and speaker: the firmware bridge behind the audio interface."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import subprocess
@@ -14,19 +16,29 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware_bridge.untrusted import AUDIO_RATE_MAX, AUDIO_RATE_MIN, MAX_MIC_CHUNK_S
+
 from ..errors import AudioDeviceError
 from .io import BLOCK, SAMPLE_RATE, AudioChunk, read_wav, resample
+
+log = logging.getLogger(__name__)
+
+RATE_RANGE = (AUDIO_RATE_MIN, AUDIO_RATE_MAX)
+"""Rates (Hz) the glasses' audio may have; the bridge client enforces it, this side does not rely on it."""
 
 
 class BridgeSource:
     """Microphone audio from the glasses (PCM16, 16 kHz) as 32 ms chunks.
 
     The bridge client has already reordered, de-duplicated and gap-filled the
-    audio; chunks are stamped with the time they reached the host.
+    audio, and refused chunks with impossible rates or sizes; a chunk that still cannot be
+    converted (a client that does not check) is dropped and counted in :attr:`dropped`, so
+    one bad chunk never ends the loop. Chunks are stamped with the time they reached the host.
     """
 
-    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, client) -> None:
         self.client = client
+        self.dropped = 0
         self._closed = asyncio.Event()
         # Subscribe now: audio that arrives while the models load is queued (bounded), not lost.
         self._mic = client.microphone()
@@ -48,9 +60,9 @@ class BridgeSource:
                     chunk = nxt.result()
                 except StopAsyncIteration:
                     return
-                audio = np.frombuffer(chunk.pcm, "<i2").astype(np.float32) / 32768.0
-                if chunk.sample_rate != SAMPLE_RATE:
-                    audio = resample(audio, chunk.sample_rate, SAMPLE_RATE)
+                audio = self._convert(chunk)
+                if audio is None:
+                    continue
                 pending = np.concatenate([pending, audio])
                 now = time.monotonic()
                 while len(pending) >= BLOCK:
@@ -63,6 +75,22 @@ class BridgeSource:
                 with contextlib.suppress(Exception):
                     await aclose()
 
+    def _convert(self, chunk) -> np.ndarray | None:
+        """16 kHz float32 of one chunk, or None (dropped, counted) when it cannot be audio."""
+        rate, pcm = getattr(chunk, "sample_rate", 0), getattr(chunk, "pcm", b"")
+        if not (RATE_RANGE[0] <= rate <= RATE_RANGE[1]) or len(pcm) % 2 or len(pcm) / 2 / rate > MAX_MIC_CHUNK_S:
+            self.dropped += 1
+            return None
+        audio = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0
+        if rate != SAMPLE_RATE:
+            try:
+                audio = resample(audio, rate, SAMPLE_RATE)
+            except (ValueError, RuntimeError, MemoryError) as err:
+                self.dropped += 1
+                log.debug("microphone chunk at %d Hz dropped: %s", rate, err)
+                return None
+        return audio
+
     async def close(self) -> None:
         self._closed.set()
 
@@ -70,14 +98,18 @@ class BridgeSource:
 class BridgeSink:
     """Reply audio to the glasses' speaker, at a rate the device says it plays."""
 
-    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, client) -> None:
         self.client = client
         self._started: float | None = None
         self._sent_s = 0.0
 
     def _rate_for(self, rate: int) -> int:
+        """The device's rate to send ``rate`` audio at: the same if it plays it, else its highest.
+        Only 8-48 kHz rates count: a device's Hello is untrusted, and a "rate" of 0 or 4 GHz
+        must not reach the resampler."""
         caps = self.client.capabilities
-        rates = tuple(getattr(caps, "speaker_sample_rates", ()) or (16_000,))
+        rates = [r for r in (getattr(caps, "speaker_sample_rates", ()) or ())
+                 if isinstance(r, int) and RATE_RANGE[0] <= r <= RATE_RANGE[1]] or [16_000]
         return rate if rate in rates else max(rates)
 
     async def write(self, samples: np.ndarray, sample_rate: int) -> None:

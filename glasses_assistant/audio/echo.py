@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The assistant's own voice as a reference: what the speaker played, when, and an echo guard.
 
 Barge-in needs to tell the wearer's voice from the assistant's voice coming back
@@ -152,6 +153,10 @@ class EchoGuard:
     level assumed before any measurement (cautious: loud).
     """
 
+    QUIET_PATH_RATIO = 100.0
+    """A chunk counts as "the microphone heard none of the reply" when the reference is at least this
+    many times (20 dB) above the floor and the microphone below it."""
+
     def __init__(
         self,
         timeline: PlaybackTimeline,
@@ -187,12 +192,31 @@ class EchoGuard:
 
     def is_wearer(self, samples: np.ndarray, t_end: float) -> bool:
         """True unless the chunk can be explained by the echo of what was just played."""
-        n = len(samples)
-        t_start = t_end - n / SAMPLE_RATE
-        ref = self.timeline.audio(t_start - self.max_delay, t_end)
-        if _energy(ref) < self.floor:
+        energies = self._assess(samples, t_end)
+        if energies is None:
             return True  # nothing (audible) was playing: no echo to mistake
         self.checked += 1
+        mic_e, ref_e = energies
+        wearer = mic_e > self.coupling * ref_e * self.margin
+        if not wearer:
+            self.rejected += 1
+        return wearer
+
+    def observe(self, samples: np.ndarray, t_end: float) -> None:
+        """A chunk the voice detector did not hear as speech: no verdict is needed, but it measures
+        the echo path as well (above all a path with no echo at all, which only quiet chunks show)."""
+        self._assess(samples, t_end)
+
+    def _assess(self, samples: np.ndarray, t_end: float) -> tuple[float, float] | None:
+        """Learn the delay and the coupling from this chunk; its energy and that of the reference
+        around the delay (None when nothing audible was playing)."""
+        n = len(samples)
+        t_start = t_end - n / SAMPLE_RATE
+        if t_start - self.max_delay >= self.timeline.end:
+            return None  # nothing was played in the window: skip building a reference of zeros
+        ref = self.timeline.audio(t_start - self.max_delay, t_end)
+        if _energy(ref) < self.floor:
+            return None
         mic_e = _energy(samples)
         lag = self._measure(samples, ref)
         delay = self.delay_s if self.delay_s is not None else lag
@@ -201,15 +225,18 @@ class EchoGuard:
         offset = len(ref) - n
         if d is None:
             ref_e = max(_energy(ref[i : i + n]) for i in range(0, offset + 1, 64))
+            if mic_e < self.floor and ref_e >= self.floor * self.QUIET_PATH_RATIO:
+                # The speaker plays clearly and the microphone hears nothing: no echo to learn a
+                # delay from (hardware echo cancelling, a bone-conduction speaker, a test rig).
+                # That measures the coupling too; without it, the cautious initial guess stayed
+                # forever and the wearer had to outshout the reply to be heard over it.
+                self._ratios.append(mic_e / ref_e)
         else:
             lo, hi = max(0, offset - d - 48), min(offset, offset - d + 48)
             ref_e = max(_energy(ref[i : i + n]) for i in range(lo, hi + 1, 16))
             if ref_e > self.floor:
                 self._ratios.append(mic_e / ref_e)
-        wearer = mic_e > self.coupling * ref_e * self.margin
-        if not wearer:
-            self.rejected += 1
-        return wearer
+        return mic_e, ref_e
 
     def _measure(self, mic: np.ndarray, ref: np.ndarray) -> float | None:
         """Speaker-to-microphone delay by cross-correlation of this chunk with the reference."""

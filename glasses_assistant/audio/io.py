@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Audio in and out: one small interface, with WAV files and sounddevice behind it.
 
 Sources deliver mono float32 chunks at 16 kHz, whatever the file or device gives
@@ -15,7 +16,7 @@ import wave
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -180,9 +181,11 @@ class WavSource:
         self._closed = False
 
     @classmethod
-    def from_samples(cls, clips: Sequence[np.ndarray], **kwargs: object) -> WavSource:
+    def from_samples(
+        cls, clips: Sequence[np.ndarray], *, realtime: bool = True, gap_s: float = 1.5, lead_s: float = 0.3
+    ) -> WavSource:
         """A source over clips already at 16 kHz mono (tests, benchmarks)."""
-        self = cls([], **kwargs)  # type: ignore[arg-type]
+        self = cls([], realtime=realtime, gap_s=gap_s, lead_s=lead_s)
         self._clips = [np.asarray(c, dtype=np.float32) for c in clips]
         return self
 
@@ -272,7 +275,7 @@ class TeeSink:
 
 
 # --------------------------------------------------------------------------- devices
-def _sounddevice():  # type: ignore[no-untyped-def]
+def _sounddevice():
     """Import sounddevice, turning 'PortAudio missing' into a one-line AudioDeviceError."""
     try:
         import sounddevice as sd
@@ -328,7 +331,7 @@ class MicrophoneSource:
         self.block_ms = block_ms
         self.dropped_blocks = 0
         self._queue: asyncio.Queue[tuple[np.ndarray, float]] = asyncio.Queue(max_queue)
-        self._stream = None
+        self._stream: Any | None = None  # a sounddevice.InputStream (sounddevice is untyped)
 
     async def chunks(self) -> AsyncIterator[AudioChunk]:
         sd = _sounddevice()
@@ -341,7 +344,7 @@ class MicrophoneSource:
                 self.dropped_blocks += 1
             self._queue.put_nowait(item)
 
-        def callback(indata, frames, time_info, status) -> None:  # type: ignore[no-untyped-def]
+        def callback(indata, frames, time_info, status) -> None:
             loop.call_soon_threadsafe(push, (to_mono(indata.copy()), time.monotonic()))
 
         try:
@@ -383,7 +386,7 @@ class SpeakerSink:
 
     def __init__(self, device: str | None = None) -> None:
         self.device, self.rate = _pick_device("output", device)
-        self._stream = None
+        self._stream: Any | None = None  # a sounddevice.OutputStream (sounddevice is untyped)
         self._written = 0
         self._started: float | None = None
 
@@ -400,11 +403,12 @@ class SpeakerSink:
     async def write(self, samples: np.ndarray, sample_rate: int) -> None:
         if self._stream is None:
             self._open()
+        assert self._stream is not None  # _open() either opened it or raised
         block = resample(samples, sample_rate, int(self.rate)).reshape(-1, 1)
         if self._started is None:
             self._started = time.monotonic()
         # A blocking write paces us at the device's rate: keep it off the event loop.
-        await asyncio.to_thread(self._stream.write, block)  # type: ignore[union-attr]
+        await asyncio.to_thread(self._stream.write, block)
         self._written += len(block)
 
     async def drain(self) -> None:

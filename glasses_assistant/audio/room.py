@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """A virtual room: the microphone hears the wearer *and* what the speaker plays.
 
 An "acoustic loop" sink and source pair, for barge-in tests and the benchmark:
@@ -48,6 +49,27 @@ def voiced_onset(audio: np.ndarray, threshold: float = 0.02) -> int:
     return int(loud[0]) if len(loud) else 0
 
 
+def at_distance(audio: np.ndarray, metres: float, *, rt60_s: float = 0.5, seed: int = 0) -> np.ndarray:
+    """``audio`` (16 kHz, as heard at 10 cm) as a microphone ``metres`` away hears it in a room.
+
+    A synthetic impulse response: the direct sound, falling as 1/distance from 10 cm, then a
+    diffuse tail of exponentially decaying noise (``rt60_s``) whose level does not depend on the
+    distance. So the voice gets quieter and more reverberant as it moves away; at 1 m direct and
+    reverberant sound are equal, a small room's critical distance. No measured room responses
+    ship in a package here, and the wake word evaluation needs distance, not one room's colour.
+    """
+    rng = np.random.default_rng(seed)
+    n = int(rt60_s * SAMPLE_RATE)
+    tail = rng.standard_normal(n) * np.exp(-6.91 * np.arange(n) / n)
+    tail[: SAMPLE_RATE // 200] = 0.0  # the first reflections arrive a few milliseconds late
+    ir = tail * (0.1 / float(np.sqrt(np.sum(tail**2))))
+    ir[0] = 0.1 / max(metres, 0.1)
+    size = len(audio) + n - 1
+    fft = 1 << (size - 1).bit_length()
+    out = np.fft.irfft(np.fft.rfft(audio, fft) * np.fft.rfft(ir, fft), fft)[:size]
+    return out.astype(np.float32)
+
+
 class AcousticRoom:
     """The speaker, the microphone and the air between them.
 
@@ -68,8 +90,10 @@ class AcousticRoom:
         self.wearer_onsets: list[float] = []
         """Monotonic time of the first voiced sample of each utterance the wearer said."""
 
-    def source(self, script: Sequence[Utterance], *, tail_s: float = 8.0) -> RoomSource:
-        return RoomSource(self, script, tail_s=tail_s)
+    def source(self, script: Sequence[Utterance], *, tail_s: float = 8.0, reply_wait_s: float = 30.0) -> RoomSource:
+        """The microphone for ``script``; after it, it listens on while replies play and ``tail_s`` more,
+        and waits up to ``reply_wait_s`` for a reply to the last utterance to start playing at all."""
+        return RoomSource(self, script, tail_s=tail_s, reply_wait_s=reply_wait_s)
 
 
 class RoomSink:
@@ -101,10 +125,12 @@ class RoomSink:
 class RoomSource:
     """The microphone in the room: scripted wearer speech + echo of the speaker + noise."""
 
-    def __init__(self, room: AcousticRoom, script: Sequence[Utterance], *, tail_s: float) -> None:
+    def __init__(self, room: AcousticRoom, script: Sequence[Utterance], *, tail_s: float,
+                 reply_wait_s: float = 30.0) -> None:
         self.room = room
         self.script = list(script)
         self.tail_s = tail_s
+        self.reply_wait_s = reply_wait_s
         self._closed = False
 
     async def close(self) -> None:
@@ -163,10 +189,13 @@ class RoomSource:
             yield AudioChunk(np.clip(out, -1.0, 1.0), SAMPLE_RATE, t_end)
             i += 1
             if current is None and not pending:
-                # The script is done: keep listening until replies have been played out.
+                # The script is done: keep listening until replies have been played out. A reply that
+                # has not started yet (a slow model on a loaded machine) is waited for, up to
+                # reply_wait_s: ending the microphone before it plays would leave its echo unheard.
+                replied = room.timeline.end > last_end
                 if room.timeline.end > t_end:
                     done_at = None
                 elif done_at is None:
                     done_at = t_end
-                elif t_end - done_at >= self.tail_s:
+                elif t_end - done_at >= (self.tail_s if replied else max(self.tail_s, self.reply_wait_s)):
                     return

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Silero VAD v6 (the ONNX model inside faster-whisper) run directly with onnxruntime."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Wake word detection with pymicro-wakeword (microWakeWord models, TFLite, in the wheel).
 
 The models ``okay_nabu``, ``hey_jarvis``, ``alexa`` and ``hey_mycroft`` and the
@@ -10,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ModelError
+from .wake_verify import tuning
 
 WAKE_WORDS = ("okay_nabu", "hey_jarvis", "alexa", "hey_mycroft")
 """The models in the pymicro-wakeword wheel."""
@@ -17,18 +19,10 @@ WAKE_WORDS = ("okay_nabu", "hey_jarvis", "alexa", "hey_mycroft")
 WAKE_PHRASES = {"okay_nabu": "okay nabu", "hey_jarvis": "hey jarvis", "alexa": "alexa",
                 "hey_mycroft": "hey mycroft"}
 
-TUNED_THRESHOLDS = {"hey_mycroft": 0.5}
-"""Cutoffs chosen with tools/wakeword_eval.py (Piper and 8 espeak-ng voices in noise; 1 hour of
-espeak-ng speech without the wake word): at 0.5 hey_mycroft missed 3.6 % of wake phrases with no
-false accept in the hour (its own 0.95 missed 30 %), and its probability stayed at 0 on the tests'
-other speech. okay_nabu at 0.5 missed 8.9 % but reached 0.56 on "Okay, now turn left...", a false
-accept in waiting, so it keeps its own 0.85; alexa and hey_jarvis keep theirs too."""
-
-
 class WakeWordDetector:
     """Streaming detector: feed 16 kHz mono float32 chunks, get True on the chunk that fires.
 
-    ``threshold`` overrides the cutoff (None: :data:`TUNED_THRESHOLDS`, else the model's own).
+    ``threshold`` overrides the cutoff (None: the word's ``normal`` cutoff, see :mod:`.wake_verify`).
     After a detection the detector stays quiet for ``refractory_s`` of audio, so
     one spoken wake phrase fires once.
     """
@@ -50,7 +44,7 @@ class WakeWordDetector:
         self.wake_word = wake_word
         self.phrase = WAKE_PHRASES[wake_word]
         if threshold is None:
-            threshold = TUNED_THRESHOLDS.get(wake_word, self._model.probability_cutoff)
+            threshold = tuning(wake_word).cutoff
         self.threshold = threshold
         self.refractory = refractory_s
         self._quiet_s = 0.0

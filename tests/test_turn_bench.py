@@ -1,0 +1,81 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The turn-taking benchmark's own logic (no models): the stretched pause, the replay and the scores."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from glasses_assistant.benches.turns import Pause, Record, Utterance, replay, score, stretch_gap
+from glasses_assistant.turn_policy import EndOfTurnPolicy
+
+RATE = 16_000
+
+
+def tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(RATE * seconds)) / RATE
+    return (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32)
+
+
+def test_the_comma_gap_is_stretched_to_the_pause() -> None:
+    audio = np.concatenate([tone(0.6), np.zeros(int(0.05 * RATE), np.float32), tone(0.2),
+                            np.zeros(int(0.2 * RATE), np.float32), tone(0.5)])
+    out, resume = stretch_gap(audio, 600)
+    assert abs(len(out) - len(audio) - 0.4 * RATE) < 0.02 * RATE  # the 200 ms gap became 600 ms
+    assert abs(resume - (0.6 + 0.05 + 0.2 + 0.6)) < 0.02
+    assert np.abs(out[int((resume - 0.55) * RATE):int((resume - 0.05) * RATE)]).max() < 1e-3
+
+
+def record(resume_s: float | None, silence_runs: list[tuple[int, int]], pauses: dict[int, Pause]) -> Record:
+    """Speech from chunk 10; ``silence_runs``: (first chunk, length) of silences after it."""
+    silence = [0] * 120
+    for start, length in silence_runs:
+        for k in range(length):
+            silence[start + k] = k + 1
+    last_voiced = max(s for s, _ in silence_runs) - 1
+    resumes = {start + length: (start + length + 1) * 0.032 for start, length in silence_runs[:-1]}
+    rec = Record(Utterance("v", "t", np.zeros(0, np.float32), resume_s), silence=silence, starts=[10],
+                 resumes=resumes, pauses=pauses)
+    rec.speech_end_s = (last_voiced + 1) * 0.032
+    return rec
+
+
+def test_a_policy_that_ends_in_the_pause_is_a_false_cut_off() -> None:
+    # Speech 10..29, a 600 ms pause (chunks 30..48), speech 49..59, then silence.
+    pauses = {32: Pause(32, "Set a timer.", 0.1, 0.9, 0.1),
+              62: Pause(62, "Set a timer for ten minutes.", 0.1, 0.95, 0.1)}
+    rec = record(1.6, [(30, 19), (60, 60)], pauses)
+    punct = score([rec], lambda: EndOfTurnPolicy("punctuation"))
+    assert punct["false_cutoffs"] == 1 and punct["false_cutoff_pct"] == 100.0
+    patient = score([rec], lambda: EndOfTurnPolicy("combined", threshold=0.99))
+    # Not judged finished (0.95 < 0.99): the words are, so it ends after the plain 800 ms silence.
+    assert patient["false_cutoffs"] == 0 and patient["missed_ends"] == 1
+    assert patient["wait_all_p50_ms"] is not None and 800 - 64 <= patient["wait_all_p50_ms"] <= 800 + 64
+
+
+def test_the_wait_counts_from_the_last_voiced_chunk_to_the_decision() -> None:
+    rec = record(None, [(40, 80)], {42: Pause(42, "What time is it?", 0.25, 0.9, 0.2)})
+    out = replay(rec, EndOfTurnPolicy("combined"))
+    assert out.reason == "finished"
+    # The pause event came at chunk 42 (t = 1.376 s); the transcript 250 ms later decides.
+    assert abs(out.end_s - (1.376 + 0.25)) < 1e-6  # type: ignore[operator]
+    result = score([rec], lambda: EndOfTurnPolicy("combined"))
+    assert abs(result["wait_finished_p50_ms"] - (1.376 + 0.25 - 40 * 0.032) * 1000) < 1e-3
+
+
+def test_an_early_end_the_wearer_talks_into_is_taken_back() -> None:
+    from glasses_assistant.benches.turns import TakeBack
+
+    # "What time is it?" (p 0.9) then a 600 ms pause (chunks 30..48) and "in Tokyo" from chunk 49.
+    pauses = {32: Pause(32, "What time is it?", 0.1, 0.9, 0.1),
+              62: Pause(62, "What time is it in Tokyo?", 0.1, 0.95, 0.1)}
+    rec = record(1.6, [(30, 19), (60, 60)], pauses)
+    plain = replay(rec, EndOfTurnPolicy("combined"))
+    assert plain.end_s is not None and plain.end_s < rec.speech_end_s  # cut off in the pause
+    # A reply that takes 700 ms to be heard: the wearer is heard going on ~540 ms after the end.
+    out = replay(rec, EndOfTurnPolicy("combined"), TakeBack(0.7, 2.0, 0.12))
+    assert out.taken_back == 1 and out.reason == "finished"
+    assert out.end_s is not None and out.end_s > rec.speech_end_s
+    # A reply heard sooner (300 ms) is not taken back: that is a real cut-off.
+    assert replay(rec, EndOfTurnPolicy("combined"), TakeBack(0.3, 2.0, 0.12)).taken_back == 0
+    result = score([rec], lambda: EndOfTurnPolicy("combined"), TakeBack(0.7, 2.0, 0.12))
+    assert result["false_cutoffs"] == 0 and result["taken_back"] == 1
