@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Where a vision request gets its frame: the glasses over the bridge, an image file, or nothing.
 
 A capture is always requested *after* the wearer's question, so the answer is
@@ -25,7 +26,8 @@ class CapturedFrame:
 
 
 class Camera(Protocol):
-    has_camera: bool
+    @property
+    def has_camera(self) -> bool: ...
 
     async def capture(self) -> CapturedFrame: ...
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Settings: frozen dataclasses per stage, read from TOML and overridden by flags.
 
 Every field of a stage becomes a TOML key in that stage's table and a command-line
@@ -11,6 +12,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import math
+import sys
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -18,22 +21,39 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .safefile import MIB, decode_text, read_limited
 
-try:  # Python 3.11+
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # pragma: no cover
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 DEFAULT_SYSTEM_PROMPT = (
-    "You are a helpful voice assistant built into a pair of smart glasses. "
-    "Answer in one or two short spoken sentences. "
+    "You are a voice assistant in a pair of smart glasses. "
+    'Say the answer first, in a few words, then stop or add one short sentence, as in "Lisbon. It is the '
+    'capital of Portugal." '
+    "You cannot know the wearer's own life, family, pets, plans or past unless they told you, nor the future or "
+    'what someone thinks: then say "I don\'t know." '
     "Never use lists, markdown, emoji or code."
 )
+"""The default persona's prompt (personas/default.toml), tuned on the quality benchmark with the 1.5B: the
+answer first makes the first spoken phrase a word or two ("Paris."), the honesty sentence took "I don't
+know" on unanswerable questions from 15 % to 100 %, and the whole answer right from 81 % to 98 % (README)."""
+
+
+MAX_CONFIG_BYTES = MIB
+"""A config (or persona) file is a few hundred bytes; anything over 1 MiB is not one."""
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a 400-digit number must not make a 400-character error."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _check(ok: bool, flag: str, rule: str, value: Any) -> None:
     if not ok:
-        raise ConfigError(f"{flag} {rule} (got {value!r})")
+        raise ConfigError(f"{flag} {rule} (got {shown(value)})")
 
 
 @dataclass(frozen=True)
@@ -49,6 +69,10 @@ class MicConfig:
 
     def __post_init__(self) -> None:
         _check(10 <= self.block_ms <= 200, "--mic-block-ms", "must be 10..200", self.block_ms)
+
+
+END_POLICIES = ("combined", "smart-turn", "punctuation", "silence")
+"""``[vad] end_policy`` choices (:mod:`.turn_policy`)."""
 
 
 @dataclass(frozen=True)
@@ -71,9 +95,34 @@ class VadConfig:
     """Audio kept from before the detected speech start, so first syllables are not clipped."""
     max_utterance_s: float = 30.0
     """An utterance is cut here (Whisper's window); speech past it is ignored until a pause."""
+    end_policy: str = "combined"
+    """What ends a turn early (:mod:`..turn_policy`): combined (the end-of-turn model and the transcript),
+    smart-turn (the model alone), punctuation (the transcript reads as finished) or silence (never early)."""
+    turn_model: str | None = None
+    """Catalogue id or path of the Smart Turn v3 ONNX end-of-turn model; None is the catalogue default."""
+    turn_threshold: float = 0.5
+    """The end-of-turn model's probability at or above which the wearer counts as finished."""
+    patience_ms: int = 1500
+    """Silence we wait for at most when the turn is judged unfinished (combined, smart-turn)."""
+    burst_ms: int = 300
+    """A voiced burst in a pause shorter than this (a cough, a voice nearby) neither ends nor extends the turn."""
+    take_back_ms: int = 1000
+    """A turn ended early is taken back when the wearer speaks again after a pause no longer than this
+    and before any of the reply is heard: the pause was mid-sentence, and both halves become one
+    question (0: never). Longer would fold a second question, asked before the answer, into the first."""
 
     def __post_init__(self) -> None:
         _check(0.0 < self.threshold < 1.0, "--vad-threshold", "must be between 0 and 1", self.threshold)
+        _check(self.end_policy in END_POLICIES, "--vad-end-policy", f"must be one of {', '.join(END_POLICIES)}",
+               self.end_policy)
+        _check(0.0 < self.turn_threshold < 1.0, "--vad-turn-threshold", "must be between 0 and 1",
+               self.turn_threshold)
+        _check(
+            self.end_silence_ms <= self.patience_ms <= 10_000, "--vad-patience-ms",
+            f"must be end_silence_ms ({self.end_silence_ms})..10000", self.patience_ms,
+        )
+        _check(0 <= self.burst_ms <= 2000, "--vad-burst-ms", "must be 0..2000", self.burst_ms)
+        _check(0 <= self.take_back_ms <= 10_000, "--vad-take-back-ms", "must be 0..10000", self.take_back_ms)
         _check(0 <= self.min_speech_ms <= 2000, "--vad-min-speech-ms", "must be 0..2000", self.min_speech_ms)
         _check(
             100 <= self.end_silence_ms <= 5000, "--vad-end-silence-ms", "must be 100..5000",
@@ -127,12 +176,40 @@ class SttConfig:
             )
 
 
+TINY_SYSTEM_PROMPT = (
+    "You are a helpful voice assistant built into a pair of smart glasses. "
+    "Answer in one or two short spoken sentences. "
+    "Never use lists, markdown, emoji or code."
+)
+"""The default persona's prompt for SmolLM2-135M (the tiny profile): the prompt it was measured with. Given
+the default prompt's example it says "Lisbon. It is the capital of Portugal." to every capital question."""
+MODEL_PROMPTS = {
+    "smollm2-135m-instruct-q4_1": TINY_SYSTEM_PROMPT,
+    "SmolLM2-135M-Instruct.Q4_1.gguf": TINY_SYSTEM_PROMPT,  # the same file named by path
+}
+"""The default persona's prompt for a model it was tuned for, by catalogue id or GGUF file name."""
+
+SHIPPED_LLMS = ("smollm2-135m-instruct-q4_1", "qwen2.5-coder-0.5b-q4_k_m", "qwen2.5-coder-1.5b-q4_k_m")
+"""The chat GGUFs in the catalogue, smallest first: what the quality and translation benchmarks compare."""
+
+LLM_PROFILES: dict[str, str | None] = {
+    "default": None,
+    "tiny": "smollm2-135m-instruct-q4_1",
+}
+"""``[llm] profile`` -> the catalogue model it loads (None: the catalogue's default chat model,
+Qwen2.5-Coder-1.5B). ``tiny`` is SmolLM2-135M for boards with little memory (about 0.3 GB
+resident instead of about 1.2 GB), at a measured cost in right answers (see README, Models)."""
+
+
 @dataclass(frozen=True)
 class LlmConfig:
     """The language model, run by llama.cpp through llama-cpp-python."""
 
     model: str | None = None
-    """Catalogue id or a path to any chat GGUF (Llama-3.2-1B, Qwen2.5...)."""
+    """Catalogue id or a path to any chat GGUF (Llama-3.2-1B, Qwen2.5...); wins over profile."""
+    profile: str = "default"
+    """default (Qwen2.5-Coder-1.5B: the most accurate model that meets the latency target here) or
+    tiny (SmolLM2-135M: for boards with little memory; often wrong). Ignored when model is set."""
     context: int = 2048
     """Context window in tokens; history is trimmed to fit."""
     max_tokens: int = 60
@@ -149,8 +226,24 @@ class LlmConfig:
     """What the assistant is told about itself before every conversation."""
     history_turns: int = 6
     """Past exchanges kept in the prompt at most (fewer when the context is short)."""
+    mmap: bool = False
+    """Map the GGUF instead of reading it into memory. Off: llama.cpp repacks the weights for the CPU's
+    vector units, and with the file mapped too both copies stay resident (1.5B: 1.8 GB instead of 1.2 GB)."""
+    prefill_every_ms: int = 500
+    """While the wearer speaks, transcribe what was said so far every this much speech and evaluate it
+    into the LLM's KV cache, so that little is left to evaluate when the turn ends (0: off)."""
+    preemptive: bool = True
+    """At the first pause, start generating the answer to the speculative transcript before the turn is
+    known to have ended: kept when the turn ends with that transcript, dropped otherwise."""
+    draft_model: str | None = None
+    """Speculative decoding: a small GGUF with the same tokenizer drafts tokens that the chat model checks
+    in one batch (qwen2.5-coder-0.5b-q4_k_m for the 1.5B). Off by default: see README, Latency."""
+    draft_tokens: int = 4
+    """Tokens the draft model proposes per step."""
 
     def __post_init__(self) -> None:
+        _check(self.profile in LLM_PROFILES, "--llm-profile", f"must be one of {', '.join(LLM_PROFILES)}",
+               self.profile)
         _check(256 <= self.context <= 131072, "--llm-context", "must be 256..131072", self.context)
         _check(
             8 <= self.max_tokens <= self.context // 2, "--llm-max-tokens",
@@ -161,6 +254,23 @@ class LlmConfig:
         _check(self.gpu_layers >= -1, "--llm-gpu-layers", "must be -1 or more", self.gpu_layers)
         _check(bool(self.system_prompt.strip()), "--llm-system-prompt", "must not be empty", self.system_prompt)
         _check(0 <= self.history_turns <= 100, "--llm-history-turns", "must be 0..100", self.history_turns)
+        _check(self.prefill_every_ms == 0 or 100 <= self.prefill_every_ms <= 10_000, "--llm-prefill-every-ms",
+               "must be 0 (off) or 100..10000", self.prefill_every_ms)
+        _check(1 <= self.draft_tokens <= 16, "--llm-draft-tokens", "must be 1..16", self.draft_tokens)
+
+    @property
+    def wanted(self) -> str | None:
+        """The model to load: ``model`` if set, else the profile's (None: the catalogue default)."""
+        return self.model if self.model else LLM_PROFILES[self.profile]
+
+    @property
+    def default_prompt(self) -> str:
+        """The default persona's prompt for the model this loads (:data:`MODEL_PROMPTS`)."""
+        wanted = self.wanted
+        if wanted is None:
+            return DEFAULT_SYSTEM_PROMPT
+        name = wanted if wanted in MODEL_PROMPTS else Path(wanted).expanduser().resolve().name
+        return MODEL_PROMPTS.get(name, DEFAULT_SYSTEM_PROMPT)
 
 
 @dataclass(frozen=True)
@@ -205,11 +315,20 @@ class VisionConfig:
     enabled: str = "auto"
     """auto (when there is a camera: glasses or --camera), on, or off."""
     model: str | None = None
-    """Catalogue id (nanodet-coco, centernet-coco) or a YOLO-style ONNX path; None is the default."""
-    threshold: float = 0.3
-    """Detection score below which an object is not mentioned."""
+    """Catalogue id (yolov8n-coco, yolov8s-coco, nanodet-coco, centernet-coco) or a YOLO-style ONNX path;
+    None is the default."""
+    threshold: float | None = None
+    """Detection score below which an object is not mentioned; None: the detector's calibrated value."""
+    sure: float | None = None
+    """Score from which an object is said as fact (between threshold and sure: "there might be ...");
+    None: the detector's calibrated value."""
     ocr: bool = True
     """Load the text reader for "read this"."""
+    phrasing: str = "plain"
+    """How "what am I looking at?" is answered: plain (the sentence built from the calibrated detections,
+    said the moment the detector is done) or llm (the chat model rewords those facts first, local or, with
+    ``[remote] vision``, the server; a rewording that names anything not detected is dropped). Plain is the
+    default: the 1.5B chat brain takes seconds to reword on two cores, and it says nothing more."""
     threads: int = 2
     """onnxruntime threads for the detector and the OCR."""
     photo_dir: str = "~/Pictures/glasses"
@@ -217,7 +336,11 @@ class VisionConfig:
 
     def __post_init__(self) -> None:
         _check(self.enabled in ("auto", "on", "off"), "--vision-enabled", "must be auto, on or off", self.enabled)
-        _check(0.0 < self.threshold < 1.0, "--vision-threshold", "must be between 0 and 1", self.threshold)
+        _check(self.phrasing in ("plain", "llm"), "--vision-phrasing", "must be plain or llm", self.phrasing)
+        for flag, value in (("--vision-threshold", self.threshold), ("--vision-sure", self.sure)):
+            _check(value is None or 0.0 < value < 1.0, flag, "must be between 0 and 1", value)
+        if self.threshold is not None and self.sure is not None:
+            _check(self.threshold <= self.sure, "--vision-sure", "must not be below --vision-threshold", self.sure)
         _check(1 <= self.threads <= 64, "--vision-threads", "must be 1..64", self.threads)
 
 
@@ -230,10 +353,16 @@ class ListenConfig:
     (--mic, --device), always for files, --text and --sim."""
     wake_word: str = "hey_mycroft"
     """hey_mycroft, okay_nabu, alexa or hey_jarvis (the models in the pymicro-wakeword wheel); hey_mycroft
-    missed fewest wake phrases across voices with no false accept (tools/wakeword_eval.py)."""
+    missed fewest wake phrases and woke least on real speech (tools/wakeword_eval.py)."""
+    wake_sensitivity: str = "normal"
+    """strict (wakes least by mistake), normal or loose (misses fewest wake phrases): the detector's
+    cutoff and the score the second stage must give the wake phrase, per word (README, Hands-free)."""
+    wake_verify: bool = True
+    """Check each firing of the detector with the loaded Whisper on the pre-roll, and wake only when
+    it heard the phrase (off: the detector alone decides, about 0.1 s sooner; its tuned cutoffs count on
+    the check, so set wake_threshold too: hey_mycroft alone at 0.95 woke 0.83 times an hour on real speech)."""
     wake_threshold: float = 0.0
-    """Wake word probability cutoff; 0 is the measured default for the word (0.5 for hey_mycroft, the
-    model's own for the others)."""
+    """Wake word probability cutoff; 0 takes it from wake_sensitivity."""
     wake_pre_roll_ms: int = 600
     """Audio kept from before the wake word fired, so a request said without a pause is not clipped."""
     follow_up_s: float = 6.0
@@ -250,6 +379,8 @@ class ListenConfig:
                "must be auto, wake, tap or always", self.mode)
         _check(self.wake_word in ("okay_nabu", "hey_jarvis", "alexa", "hey_mycroft"), "--listen-wake-word",
                "must be okay_nabu, hey_jarvis, alexa or hey_mycroft", self.wake_word)
+        _check(self.wake_sensitivity in ("strict", "normal", "loose"), "--listen-wake-sensitivity",
+               "must be strict, normal or loose", self.wake_sensitivity)
         _check(0.0 <= self.wake_threshold < 1.0, "--listen-wake-threshold", "must be 0..1", self.wake_threshold)
         _check(0 <= self.wake_pre_roll_ms <= 2000, "--listen-wake-pre-roll-ms", "must be 0..2000",
                self.wake_pre_roll_ms)
@@ -346,6 +477,19 @@ def config_home() -> Path:
     import os
 
     return Path(os.environ.get("XDG_CONFIG_HOME") or "~/.config").expanduser() / "glasses-assistant"
+
+
+SYSTEM_CONFIG = Path("/etc/glasses-assistant/config.toml")
+
+
+def default_config_path() -> Path | None:
+    """The config file used without ``--config``: the first that exists of
+    /etc/glasses-assistant/config.toml (the device's, written by the operator) and
+    $XDG_CONFIG_HOME/glasses-assistant/config.toml (a user's); None: built-in defaults."""
+    for p in (SYSTEM_CONFIG, config_home() / "config.toml"):
+        if p.is_file():
+            return p
+    return None
 
 
 @dataclass(frozen=True)
@@ -512,11 +656,19 @@ def _field_type(cls: type, name: str) -> Any:
 
 
 def _convert(cls: type, name: str, value: Any, where: str) -> Any:
+    """``value`` (from TOML, or a flag's text) as the field's type; ConfigError names what is wrong.
+
+    Strict about types, since a TOML file is written by hand (and fuzzed by the tests): a list
+    is not a bool, a 400-digit number is not a float, NaN is not a threshold, and a NUL
+    character (which no file name or model id can hold) is refused in every text setting.
+    """
     tp = _field_type(cls, name)
     if value is None:
         return None
     if isinstance(value, dict) and tp is str:  # a TOML table for a "k=v,k=v" setting ([translate] voices)
-        return ",".join(f"{k}={v}" for k, v in value.items())
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise ConfigError(f"{where} must be a table of text values (got {shown(value)})")
+        value = ",".join(f"{k}={v}" for k, v in value.items())
     try:
         if tp is bool:
             if isinstance(value, str):
@@ -525,20 +677,30 @@ def _convert(cls: type, name: str, value: Any, where: str) -> Any:
                 if value.lower() in ("0", "false", "no", "off"):
                     return False
                 raise ValueError(value)
-            return bool(value)
+            if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+                return bool(value)
+            raise ValueError(value)
         if tp is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
-            if isinstance(value, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
                 raise ValueError(value)
             return int(value)
         if tp is float:
-            if isinstance(value, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
                 raise ValueError(value)
-            return float(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where} must be {tp.__name__} (got {value!r})") from None
+            number = float(value)
+            if not math.isfinite(number):
+                raise ConfigError(f"{where} must be a finite number (got {shown(value)})")
+            return number
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValueError(value)
+        text = str(value)
+        if "\x00" in text:
+            raise ConfigError(f"{where} must not contain a NUL character (got {shown(value)})")
+        return text
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{where} must be {tp.__name__} (got {shown(value)})") from None
 
 
 def _build_stage(stage: str, values: dict[str, Any], where: str) -> Any:
@@ -554,25 +716,23 @@ def _build_stage(stage: str, values: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
+def _read_file(path: Path | None) -> dict[str, Any]:
+    return {} if path is None else read_toml(Path(path), "config file", ConfigError)
+
+
 def load_config(path: Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
     """Read a TOML file (if given) and apply flag overrides on top; validate everything."""
-    data: dict[str, Any] = {}
-    where = "config"
-    if path is not None:
-        where = str(path)
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as err:
-            raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    data = _read_file(path)
+    where = "config" if path is None else str(path)
     top: dict[str, Any] = {}
     for key, value in data.items():
         if key in STAGES:
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: [{key}] must be a table")
         elif key == "models_dir":
-            top[key] = str(value)
+            if not isinstance(value, str) or "\x00" in value:
+                raise ConfigError(f"{where}: models_dir must be a folder name (got {shown(value)})")
+            top[key] = value
         else:
             raise ConfigError(
                 f"{where}: unknown setting {key!r} (known: {', '.join([*STAGES, 'models_dir'])})"
@@ -585,6 +745,25 @@ def load_config(path: Path | None = None, overrides: dict[str, dict[str, Any]] |
         stages[stage] = _build_stage(stage, merged, where)
     models_dir = (overrides or {}).get("", {}).get("models_dir", top.get("models_dir"))
     return Config(**stages, models_dir=models_dir)
+
+
+def read_toml(path: Path, what: str, error: type[Exception]) -> dict[str, Any]:
+    """Parse the TOML file ``path``, turning every way it can be bad into one-line ``error``.
+
+    Not a regular file (``/dev/zero``, a FIFO), over 1 MiB, not UTF-8 (or UTF-16), not TOML,
+    or nested so deeply that the parser runs out of stack: each is a sentence naming the file.
+    """
+    try:
+        text = decode_text(read_limited(path, MAX_CONFIG_BYTES))
+        return tomllib.loads(text)
+    except OSError as err:
+        raise error(f"cannot read {what} {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise error(f"{path}: not valid TOML: {err}") from None
+    except RecursionError:
+        raise error(f"{path}: not valid TOML: values nested too deeply") from None
 
 
 def add_stage_flags(parser: argparse.ArgumentParser) -> None:
@@ -628,10 +807,11 @@ def _field_docs(cls: type) -> dict[str, str]:
         tree = ast.parse(inspect.getsource(cls))
     except (OSError, TypeError):  # pragma: no cover - no source (zipapp)
         return docs
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    for node, nxt in itertools.pairwise(body):
+    class_def = tree.body[0]
+    assert isinstance(class_def, ast.ClassDef)  # getsource() of a class is its class statement
+    for node, nxt in itertools.pairwise(class_def.body):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
                 docs[node.target.id] = str(nxt.value.value).strip()
     _DOC_CACHE[cls] = docs
     return docs
@@ -641,3 +821,66 @@ def with_overrides(config: Config, **stages: dict[str, Any]) -> Config:
     """A copy of ``config`` with some stage fields changed (used by tests and bench)."""
     changes = {name: replace(getattr(config, name), **vals) for name, vals in stages.items()}
     return replace(config, **changes)
+
+
+def config_sources(path: Path | None, overrides: dict[str, dict[str, Any]] | None) -> dict[str, str]:
+    """Where each setting of :func:`load_config` came from: ``default``, ``file PATH`` or ``flag --NAME``.
+
+    Keys are ``stage.field`` and ``models_dir``; a flag wins over the file, as in load_config.
+    """
+    data = _read_file(path)
+    overrides = overrides or {}
+    out: dict[str, str] = {}
+    for stage, cls in STAGES.items():
+        for f in fields(cls):
+            if f.name in overrides.get(stage, {}):
+                out[f"{stage}.{f.name}"] = f"flag --{stage}-{f.name.replace('_', '-')}"
+            elif isinstance(data.get(stage), dict) and f.name in data[stage]:
+                out[f"{stage}.{f.name}"] = f"file {path}"
+            else:
+                out[f"{stage}.{f.name}"] = "default"
+    if "models_dir" in overrides.get("", {}):
+        out["models_dir"] = "flag --models-dir"
+    elif "models_dir" in data:
+        out["models_dir"] = f"file {path}"
+    else:
+        out["models_dir"] = "default"
+    return out
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    import json
+
+    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
+
+
+def format_config(config: Config, sources: dict[str, str], *, models_dir: tuple[str, str] | None = None) -> str:
+    """The effective settings as TOML, each line followed by where it came from.
+
+    The text loads back as a config file (``config show > my.toml``): a setting with no value
+    (None: "use the default model", "the system's device") is a comment, since TOML has no null.
+    ``models_dir`` is the resolved cache folder and its source, when the caller knows them.
+    """
+    width = 44
+    lines = ["# glasses-assistant's effective settings; after each, where it comes from:",
+             "# default, file PATH, flag --NAME, or env NAME. This text loads back with --config."]
+
+    def row(key: str, value: Any, source: str) -> str:
+        text = f"# {key} =" if value is None else f"{key} = {_toml_value(value)}"
+        note = f"# {source}" + (" (not set)" if value is None else "")
+        return f"{text:<{width}} {note}" if len(text) < width else f"{text}  {note}"
+
+    if models_dir is not None:
+        lines.append(row("models_dir", models_dir[0], models_dir[1]))
+    else:
+        lines.append(row("models_dir", config.models_dir, sources.get("models_dir", "default")))
+    for stage in STAGES:
+        lines.append(f"\n[{stage}]")
+        section = getattr(config, stage)
+        for f in fields(section):
+            lines.append(row(f.name, getattr(section, f.name), sources.get(f"{stage}.{f.name}", "default")))
+    return "\n".join(lines) + "\n"

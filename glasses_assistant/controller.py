@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The turn controller: when the assistant listens, when a turn counts, when the wearer interrupted.
 
 Pure logic with the clock injected: every method takes the time ``t``

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Conversation history that always fits the model's context window."""
 
 from __future__ import annotations
@@ -67,7 +68,14 @@ class Conversation:
             # Only the system prompt and the question are left: shorten the question.
             words = question.split()
             if len(words) <= 1:
-                return [system, {"role": "user", "content": question[-200:]}]
+                msgs = [system, {"role": "user", "content": question[-200:]}]
+                # A system prompt too long for the context (a persona switched to at run time;
+                # at start it is refused): keep its beginning rather than fail the turn.
+                prompt = system["content"].split()
+                while count_tokens(msgs) > budget and len(prompt) > 8:
+                    prompt = prompt[: len(prompt) * 3 // 4]
+                    msgs[0] = {"role": "system", "content": " ".join(prompt)}
+                return msgs
             question = " ".join(words[len(words) // 4 or 1 :])
 
     def add(self, user: str, assistant: str, *, interrupted: bool = False) -> None:

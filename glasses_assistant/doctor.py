@@ -1,7 +1,9 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`glasses-assistant doctor`: what each stage will run on, here, with this config.
 
 Every check is read-only and quick: no model is loaded, and nothing reaches the network
 except a ``GET /models`` to the configured remote server (only when one is configured).
+``--device URL`` also connects to those glasses (the bridge, Bluetooth for ``brilliant://``).
 A check that cannot run (a library missing or broken) reports that instead of failing.
 """
 
@@ -12,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from .config import Config
 
@@ -106,8 +109,8 @@ def _models(config: Config) -> list[Check]:
     from .catalog import load_catalogue
 
     cat = load_catalogue(cache_dir=Path(config.models_dir).expanduser() if config.models_dir else None)
-    wanted = {"vad": config.vad.model, "stt": config.stt.model, "llm": config.llm.model, "tts": config.tts.voice,
-              "vision": config.vision.model}
+    wanted = {"vad": config.vad.model, "stt": config.stt.model, "llm": config.llm.wanted, "tts": config.tts.voice,
+              "vision": config.vision.model, "turn": config.vad.turn_model}
     rows = []
     for role, name in wanted.items():
         if name is not None and name not in cat.models:
@@ -121,8 +124,43 @@ def _models(config: Config) -> list[Check]:
     return rows
 
 
-def run_checks(config: Config) -> list[Check]:
-    """Every check, in pipeline order."""
+def _glasses(url: str) -> Check:
+    """Connect to the glasses at ``url`` (bridge URL, brilliant://[NAME] or halo-emulator) and say what they are."""
+    import asyncio
+
+    from firmware_bridge import BridgeClient, BridgeError
+
+    from .devices.brilliant import emulated_glasses, is_brilliant_url, open_client, parse_url
+
+    brilliant = is_brilliant_url(url)
+    emulated = emulated_glasses(url) if brilliant and parse_url(url).emulator else None
+
+    async def probe() -> Check:
+        client: Any = open_client(url, glasses=emulated) if brilliant else BridgeClient(url, reconnect=False)
+        started = time.perf_counter()
+        try:
+            await client.start()
+        except BridgeError as err:
+            return Check("glasses", url, "fail", str(err))
+        try:
+            caps = client.capabilities
+            has = [c for c in ("microphone", "speaker", "camera", "display", "buttons") if getattr(caps, f"has_{c}")]
+            fmt = caps.audio_format
+            return Check("glasses", url, "ok", f"{caps.device_id} (firmware {caps.firmware_version}) answered in "
+                         f"{(time.perf_counter() - started) * 1000:.0f} ms; microphone {fmt.codec} "
+                         f"{fmt.sample_rate // 1000} kHz; has {', '.join(has)}")
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(probe())
+    finally:
+        if emulated is not None:
+            emulated.close()
+
+
+def run_checks(config: Config, device: str | None = None) -> list[Check]:
+    """Every check, in pipeline order (and the glasses at ``device``, when one is named)."""
     checks = [
         _guard("llm", "llama-cpp-python", lambda: _llm(config)),
         _guard("stt", "CTranslate2", lambda: _stt(config)),
@@ -135,6 +173,8 @@ def run_checks(config: Config) -> list[Check]:
         checks += _models(config)
     except Exception as err:
         checks.append(Check("models", "cache", "fail", f"{type(err).__name__}: {err}"))
+    if device:
+        checks.append(_guard("glasses", device, lambda: _glasses(device)))
     return checks
 
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Errors the assistant reports to a person as one clear line.
 
 Each error carries a stable ``code`` (which stage or resource failed) so the CLI,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Personal memory on the device: what the wearer asked to remember, facts, the turn log, timers.
 
 One SQLite file (default ``~/.local/share/glasses-assistant/memory.db``):
@@ -36,7 +37,7 @@ from typing import Any
 
 from .errors import AssistantError
 
-log = logging.getLogger("glasses_assistant")
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 DEFAULT_PATH = "~/.local/share/glasses-assistant/memory.db"
@@ -373,7 +374,7 @@ class MemoryStore:
         if not words:
             return []
         clause = " OR ".join("lower(question || ' ' || reply) LIKE ?" for _ in words)
-        return [tuple(r) for r in self._read(  # type: ignore[misc]
+        return [tuple(r) for r in self._read(
             f"SELECT id, question, reply, created FROM turns WHERE {clause} ORDER BY id DESC LIMIT ?",
             (*[f"%{w}%" for w in words], k))]
 
@@ -388,7 +389,10 @@ class MemoryStore:
 
     def timers(self, state: str | None = "pending") -> list[Timer]:
         sql = "SELECT id, kind, label, due, duration, state, created FROM timers"
-        rows = self._read(sql + " WHERE state = ? ORDER BY due", (state,)) if state else self._read(sql + " ORDER BY id")
+        if state:
+            rows = self._read(sql + " WHERE state = ? ORDER BY due", (state,))
+        else:
+            rows = self._read(sql + " ORDER BY id")
         return [Timer(*r) for r in rows]
 
     def set_timer_state(self, tid: int, state: str) -> bool:

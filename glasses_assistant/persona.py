@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Personas: who the assistant is (prompt, speaking style, voice, language, allowed tools).
 
 A persona is a TOML file::
@@ -22,12 +23,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .config import read_toml, shown
 from .errors import ConfigError
-
-try:  # Python 3.11+
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover
-    import tomli as tomllib  # type: ignore[no-redef]
 
 ALL_TOOLS = "all"
 _FIELDS = {"name", "system_prompt", "style", "voice", "language", "tools", "remote"}
@@ -70,18 +67,14 @@ def shipped_dir() -> Path:
 def load_persona(path: str | Path, known_tools: set[str] | None = None) -> Persona:
     """Read and check one persona file; :class:`PersonaError` (one line) if it is not usable."""
     path = Path(path).expanduser()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise PersonaError(f"persona {path}: cannot read it: {err.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise PersonaError(f"persona {path}: not valid TOML: {err}") from None
+    # /dev/zero, a FIFO, a UTF-16 file or deep nesting: one line naming the file (see read_toml).
+    data = read_toml(path, "persona", PersonaError)
     return persona_from_dict(data, str(path), known_tools)
 
 
 def persona_from_dict(data: dict[str, Any], where: str, known_tools: set[str] | None = None) -> Persona:
     def bad(key: str, rule: str) -> PersonaError:
-        return PersonaError(f"persona {where}: {key} {rule} (got {data.get(key)!r})")
+        return PersonaError(f"persona {where}: {key} {rule} (got {shown(data.get(key))})")
 
     unknown = sorted(set(data) - _FIELDS)
     if unknown:
@@ -95,6 +88,9 @@ def persona_from_dict(data: dict[str, Any], where: str, known_tools: set[str] | 
     tools = data.get("tools", [ALL_TOOLS])
     if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
         raise bad("tools", "must be a list of tool names")
+    for key in ("name", "system_prompt", "style", "voice", "language", "remote"):
+        if "\x00" in data.get(key, ""):
+            raise bad(key, "must not contain a NUL character")
     if known_tools is not None:
         for t in tools:
             if t != ALL_TOOLS and t not in known_tools:
@@ -104,7 +100,8 @@ def persona_from_dict(data: dict[str, Any], where: str, known_tools: set[str] | 
     if remote is not None and remote not in ("local", "remote", "escalate"):
         raise bad("remote", "must be local, remote or escalate")
     voice = data.get("voice", "").strip()
-    if voice and not voice.startswith("espeak-ng:") and voice.endswith(".onnx") and not Path(voice).expanduser().exists():
+    own_file = voice and not voice.startswith("espeak-ng:") and voice.endswith(".onnx")
+    if own_file and not Path(voice).expanduser().exists():
         raise bad("voice", "names a Piper .onnx file that does not exist")
     return Persona(name=data["name"].strip(), system_prompt=data["system_prompt"], style=data.get("style", ""),
                    voice=voice, language=data.get("language", "en") or "en", tools=tuple(tools), remote=remote,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """CLI for the personal side: ``memory``, ``persona``, ``timers`` and ``tools`` commands."""
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def add_personal_parsers(sub: Any, add_common: Any, add_stage_flags: Any) -> Non
             add_stage_flags(p)
 
 
-def _store(config: Config):  # type: ignore[no-untyped-def]
+def _store(config: Config):
     from .memory import MemoryStore
 
     if not config.memory.enabled:
@@ -161,7 +162,7 @@ def cmd_tools(args: argparse.Namespace, config: Config) -> int:
             print(f"{spec.name:<18} {ok:<4} {spec.description}; args: {', '.join(spec.args) or '-'}")
         print(f"(allowed column: persona {persona.name!r})")
         return 0
-    from .tools.bench import run_tools_bench
+    from .benches.tools import run_tools_bench
 
     report = run_tools_bench(config, spoken=not args.text)
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Cut the LLM's token stream into phrases that Piper can speak one at a time.
 
 The first phrase is cut early, at a clause boundary (a comma, a colon, a dash)
@@ -13,6 +14,7 @@ import re
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*\s")
 _CLAUSE_END = re.compile(r"[,;:—–]\s|\s[-–—]\s")
+_ENDS_A_WORD_SENTENCE = re.compile(r"[A-Za-z][.!?]$")
 _ABBREVIATIONS = {
     "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "approx",
     "no", "fig", "mt", "ft", "inc", "ltd", "co", "jan", "feb", "mar", "apr", "jun", "jul",
@@ -73,6 +75,10 @@ class PhraseChunker:
         for m in _SENTENCE_END.finditer(buf):
             if not self._is_abbreviation(buf, m.start()):
                 return m.end()
+        if self._emitted == 0 and _ENDS_A_WORD_SENTENCE.search(buf) and not self._is_abbreviation(buf, len(buf) - 1):
+            # The first sentence ("Paris.") goes now, not one token later when the space after it
+            # arrives: the wearer waits for this one. A word before the mark, so "3." (of "3.5") waits.
+            return len(buf)
         newline = buf.find("\n")
         if newline > 0 and buf[:newline].strip():
             return newline + 1

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Which LLM answers a question: the local model or the configured server.
 
 Pure logic over the question text and ``[remote]`` settings (no clock, no network), so every

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Per-turn timing: when each stage of a turn happened, and the latencies they give."""
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class TurnTrace:
     """The voice the reply was spoken in (a voice spec; None: the [tts] voice)."""
     translation: dict[str, object] | None = None
     """For a translation turn: mode, languages heard and spoken, the translation, engine, model, timings."""
+    early: dict[str, object] | None = None
+    """What was prepared before the turn ended: prefill passes, and whether a preemptive generation was kept."""
     capped: bool = False
     interrupted: bool = False
     """The wearer talked over the reply (or tapped): ``reply`` is only what was heard before the stop."""

@@ -1,15 +1,15 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Shared fixtures: the real assistant (loaded once per session) and spoken test audio."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import make_test_config
 
 from glasses_assistant.audio.io import SAMPLE_RATE, resample
-from glasses_assistant.config import load_config
 from glasses_assistant.pipeline import Assistant
 
 
@@ -28,14 +28,6 @@ def _private_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-
-
-def make_test_config(folder: Path):  # type: ignore[no-untyped-def]
-    """The default config with memory, timers and personas in ``folder``: never the wearer's home."""
-    (folder / "personas").mkdir(parents=True, exist_ok=True)
-    return load_config(overrides={"memory": {"path": str(folder / "memory.db")},
-                                  "persona": {"dir": str(folder / "personas")},
-                                  "vision": {"photo_dir": str(folder / "photos")}})
 
 
 @pytest.fixture(scope="session")

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """WAV reading at any rate, width and channel count; sources and sinks; conversation trimming."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Bad models, bad files and missing devices: one clear line, exit non-zero, no traceback."""
 
 from __future__ import annotations
@@ -50,9 +51,11 @@ def test_corrupt_model_file_is_refused_by_sha256(cache_copy: Path) -> None:
     data = voice.read_bytes()
     voice.write_bytes(data[:1000] + bytes(64) + data[1064:])  # same size, different bytes
     try:
+        # The voice loads after the LLM: the tiny one, so the damaged voice is reached in seconds.
         with pytest.raises(ModelError, match="sha256 .* expected .* models fetch"):
-            Assistant(load_config(), load_catalogue(cache_dir=cache_copy)).load()
-        result = cli("run", "--text", "hello", "--models-dir", str(cache_copy), "--speaker", "off")
+            Assistant(load_config(overrides={"llm": {"profile": "tiny"}}), load_catalogue(cache_dir=cache_copy)).load()
+        result = cli("run", "--text", "hello", "--models-dir", str(cache_copy), "--speaker", "off",
+                     "--llm-profile", "tiny")
         assert_one_line_error(result, "piper-en-us-joe-medium", "sha256")
     finally:
         voice.write_bytes(data)
@@ -65,9 +68,13 @@ def test_missing_model_tells_how_to_fetch(cache_copy: Path, tmp_path: Path) -> N
     assert_one_line_error(result, "is missing", "glasses-assistant models fetch")
 
 
+TINY = "smollm2-135m-instruct-q4_1"
+"""Bad-model handling does not depend on the brain: the 98 MB tiny model is damaged, not the 1.1 GB default."""
+
+
 def test_gguf_that_is_not_a_chat_model(tmp_path: Path) -> None:
     cat = load_catalogue()
-    gguf = cat.verify(cat.default_for("llm"))
+    gguf = cat.verify(cat.get(TINY))
     data = gguf.read_bytes()
     key = b"tokenizer.chat_template"
     assert key in data
@@ -93,7 +100,7 @@ def test_gguf_that_is_not_a_chat_model(tmp_path: Path) -> None:
 
 def test_user_supplied_model_paths_override_the_catalogue(tmp_path: Path) -> None:
     cat = load_catalogue()
-    gguf = cat.verify(cat.default_for("llm"))
+    gguf = cat.verify(cat.get(TINY))  # any GGUF a user brings: here the tiny one, under another name
     own = tmp_path / "my-model.gguf"
     own.symlink_to(gguf)
     result = cli("run", "--text", "What is the capital of France?", "--llm-model", str(own), "--speaker", "off",
@@ -118,3 +125,37 @@ def test_mic_without_an_audio_device_says_so(tmp_path: Path) -> None:
     # No sound card here; an empty PulseAudio server address keeps a stray daemon out of it.
     result = cli("run", "--mic", env={"PULSE_SERVER": str(tmp_path / "no-pulse")}, timeout=60)
     assert_one_line_error(result, "no audio")
+
+
+def test_llm_settings_that_cannot_work_are_one_line(tmp_path: Path) -> None:
+    """An unknown chat format, or a system prompt that fills the context: refused at load."""
+    out = ["--speaker", "off", "--out", str(tmp_path / "r.wav"), "--trace", str(tmp_path / "t.jsonl")]
+    assert_one_line_error(cli("run", "--text", "hi", "--llm-chat-format", "bogus", *out),
+                          "--llm-chat-format 'bogus' is not a chat format", "chatml")
+    assert_one_line_error(cli("run", "--text", "hi", "--llm-system-prompt", "word " * 3000, *out),
+                          "--llm-system-prompt takes about", "--llm-context 2048 is too small")
+
+
+def test_a_400_digit_timer_gets_a_spoken_answer(tmp_path: Path) -> None:
+    r = cli("run", "--text", f"set a timer for {'9' * 400} minutes", "--speaker", "off", "--out",
+            str(tmp_path / "r.wav"), "--trace", str(tmp_path / "t.jsonl"), "--wait-timers", "0")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "the longest is 24 hours" in r.stdout, r.stdout
+
+
+def test_a_model_too_big_for_the_memory_is_refused_at_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Not an OOM kill later: one line at start naming the model, its size and the tiny profile."""
+    from glasses_assistant import cli as cli_module
+    from glasses_assistant.engines import llm as llm_module
+
+    monkeypatch.setattr(llm_module, "available_memory", lambda: 700 * 2**20)  # a board with 700 MB free
+    args = ["run", "--speaker", "off", "--out", str(tmp_path / "r.wav"), "--trace", str(tmp_path / "t.jsonl")]
+    assert cli_module.main([*args, "--text", "hello"]) == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("glasses-assistant: error:")]
+    assert len(errors) == 1, errors
+    assert "qwen2.5-coder-1.5b-q4_k_m (1.1 GB file)" in errors[0] and "--llm-profile tiny" in errors[0], errors[0]
+    # The tiny profile fits there, and answers.
+    assert cli_module.main([*args, "--text", "What is the capital of France?", "--llm-profile", "tiny"]) == 0
+    assert "paris" in capsys.readouterr().out.lower()
+

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Barge-in on the real models, in a virtual room where the microphone also hears the speaker.
 
 The room (glasses_assistant.audio.room) plays the assistant's reply in real time and

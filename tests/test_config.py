@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Config validation: TOML, flags, and a clear one-line message for each bad value."""
 
 from __future__ import annotations
@@ -78,3 +79,39 @@ def test_unknown_keys_and_bad_files(tmp_path: Path) -> None:
 def test_flag_none_clears_an_optional_value() -> None:
     cfg = load_config(None, flags("--stt-language", "none"))
     assert cfg.stt.language is None
+
+
+def test_llm_profiles_and_the_memory_check(tmp_path: Path) -> None:
+    from glasses_assistant.config import LlmConfig
+    from glasses_assistant.engines.llm import ensure_fits, resident_estimate
+    from glasses_assistant.errors import ConfigError, ModelError
+
+    assert LlmConfig().wanted is None  # the catalogue's default chat model
+    assert LlmConfig(profile="tiny").wanted == "smollm2-135m-instruct-q4_1"
+    assert LlmConfig(profile="tiny", model="/my/own.gguf").wanted == "/my/own.gguf"  # a model named wins
+    # The default persona speaks to each model in the prompt it was tuned with.
+    from glasses_assistant.config import DEFAULT_SYSTEM_PROMPT, TINY_SYSTEM_PROMPT
+
+    assert LlmConfig().default_prompt == DEFAULT_SYSTEM_PROMPT
+    assert LlmConfig(profile="tiny").default_prompt == TINY_SYSTEM_PROMPT
+    assert LlmConfig(model="/my/own.gguf").default_prompt == DEFAULT_SYSTEM_PROMPT
+    with pytest.raises(ConfigError, match="--llm-profile must be one of default, tiny"):
+        load_config(overrides={"llm": {"profile": "huge"}})
+    gguf = tmp_path / "big.gguf"
+    with gguf.open("wb") as f:
+        f.truncate(3 * 2**30)  # a 3 GB file (sparse: nothing is written)
+    cfg = LlmConfig()
+    need = resident_estimate(gguf, cfg)
+    assert 3 * 2**30 < need < 3.3 * 2**30
+    with pytest.raises(ModelError, match=r"the LLM big \(3\.2 GB file\) needs about 3\.4 GB of memory and only "
+                                         r"1\.1 GB is available here: use the tiny profile"):
+        ensure_fits(gguf, cfg, "big", available=2**30)
+    ensure_fits(gguf, cfg, "big", available=8 * 2**30)  # fits: nothing said
+
+
+
+def test_vision_phrasing_is_plain_unless_asked() -> None:
+    assert load_config().vision.phrasing == "plain"
+    assert load_config(overrides={"vision": {"phrasing": "llm"}}).vision.phrasing == "llm"
+    with pytest.raises(ConfigError, match="--vision-phrasing must be plain or llm"):
+        load_config(overrides={"vision": {"phrasing": "poetic"}})

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """End to end on the real models, no mocks: spoken question in, spoken answer out.
 
 These are the tests that claim the product works. They load Silero VAD, Whisper
@@ -20,23 +21,25 @@ pytestmark = pytest.mark.models
 
 
 def test_spoken_question_gets_a_spoken_answer(assistant: Assistant, speak, tmp_path: Path) -> None:
-    question = speak("What is the capital of Japan?")
+    # A question whose answer is a sentence: a lone word ("Tokyo.") is too little speech for Whisper
+    # to be sure of when it hears the reply back.
+    question = speak("What does a thermometer measure?")
     traces, reply_audio, rate = converse(assistant, [question], tmp_path)
 
     assert len(traces) == 1
     t = traces[0]
     assert t.outcome == "answered", t.error
     # What the wearer said was heard ...
-    assert {"capital", "japan"} <= set(words(t.transcript))
+    assert {"thermometer", "measure"} <= set(words(t.transcript))
     # ... the reply answers it ...
-    assert "tokyo" in words(t.reply)
+    assert "temperature" in words(t.reply)
     # ... and the reply audio is speech: transcribing it again recovers the reply's words.
     assert len(reply_audio) > 0.5 * rate
     assert assistant.stt is not None
     heard = assistant.stt.transcribe(resample(reply_audio, rate, SAMPLE_RATE)).text
     said = set(words(t.reply))
     recovered = said & set(words(heard))
-    assert "tokyo" in words(heard)
+    assert "temperature" in words(heard)
     assert len(recovered) >= 0.6 * len(said), (t.reply, heard)
     # The trace holds every stage, in order, and a plausible latency.
     assert t.speech_start < t.speech_end < t.end_detected <= t.transcript_final  # type: ignore[operator]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The memory store on a real SQLite file: WAL, recall, delete/forget, export, and every storage failure."""
 
 from __future__ import annotations

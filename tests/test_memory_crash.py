@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Crash safety: a process writing memories and timers is SIGKILLed mid-stream, several times.
 
 The writer prints an id only after its commit has returned. After each kill, every printed

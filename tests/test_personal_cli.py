@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The memory, timers, persona and tools commands, in-process on a temporary database (no models)."""
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Memory, timers, personas and the photo tool through the real voice loop.
 
 Real models throughout (Silero VAD, Whisper, SmolLM2-135M, Piper, espeak-ng for the guide
-persona, NanoDet for the photo), spoken questions from the deterministic test voice, and the
+persona, the default detector for the photo), spoken questions from the deterministic test voice, and the
 replies heard again by Whisper where the test is about what the wearer hears.
 """
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The phrase chunker: what Piper is asked to speak, and when."""
 
 from __future__ import annotations
@@ -22,6 +23,17 @@ def test_sentences_are_cut_as_soon_as_they_end() -> None:
     assert flat(pushes) == ["The capital of France is Paris.", "It is on the Seine."]
     # The first sentence came out before the stream ended, not at the flush.
     assert pushes[-1] == []
+
+
+def test_a_first_sentence_goes_the_moment_its_mark_arrives() -> None:
+    chunker = PhraseChunker(first_phrase_words=4)
+    assert chunker.push("Paris") == []
+    assert chunker.push(".") == ["Paris."]  # not one token later, when " It" shows the sentence ended
+    assert chunker.push(" It is the capital") == []
+    assert chunker.push(".") == []  # later sentences wait for the space: they are not what the wearer waits for
+    assert chunker.push(" ") == ["It is the capital."]
+    for text in ("It is 3.", "Ask Dr.", "Hi J."):  # a decimal, an abbreviation, an initial: not an end yet
+        assert PhraseChunker().push(text) == [], text
 
 
 def test_first_phrase_is_cut_at_a_clause_once_it_has_enough_words() -> None:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Whisper's text clean-ups, without loading a model."""
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Fast tests of the tool logic: the word gate, durations, argument rules, validation, malformed calls,
 persona files, the context policy with recalled memories, and the timer schedule on a fake clock."""
 
@@ -42,6 +43,8 @@ ALL = list(TOOLS)
     ("Be my buddy.", "switch_persona", {"name": "buddy"}),
     ("Translate from French to English.", "start_translation", {"source": "french", "target": "english"}),
     ("Cancel the tea timer.", "cancel_timer", {"label": "tea"}),
+    ("How do you spell necessary?", "spell", {"word": "necessary"}),
+    ("How is accommodate spelled?", "spell", {"word": "accommodate"}),
 ])
 def test_gate_and_rules(text: str, tool: str, args: dict) -> None:  # type: ignore[type-arg]
     found = candidates(text, PERSONAS)
@@ -52,7 +55,10 @@ def test_gate_and_rules(text: str, tool: str, args: dict) -> None:  # type: igno
 
 
 @pytest.mark.parametrize("text", ["What is the capital of France?", "Tell me a joke.", "How tall is Everest?",
-                                  "Why is the sky blue?", "What is two plus two?"])
+                                  "Why is the sky blue?", "What is two plus two?",
+                                  # the calendar and how-to, not the clock or the glasses' battery
+                                  "What day comes after Friday?", "If today is Monday, what day is it in three days?",
+                                  "How do I save battery on my phone?", "Tell me a spell for fire."])
 def test_ordinary_questions_pass_the_gate_untouched(text: str) -> None:
     assert candidates(text, PERSONAS) == []
 
@@ -230,14 +236,44 @@ def test_a_corrupt_memory_file_is_set_aside_and_the_assistant_starts(tmp_path: P
 
 
 def test_start_translation_tool_passes_codes_and_into_names_the_partner() -> None:
-    from types import SimpleNamespace
-
     from glasses_assistant.config import Config
-    from glasses_assistant.tools.runner import _translation_languages
+    from glasses_assistant.tools.handlers import translation_languages
 
-    a = SimpleNamespace(config=Config())
-    assert _translation_languages(a, {"source": "french", "target": "english"}) == ("fr", "en")
-    assert _translation_languages(a, {"target": "Spanish"}) == ("es", None)  # "into Spanish": the partner's
-    assert _translation_languages(a, {"source": "German"}) == ("de", None)
-    assert _translation_languages(a, {}) == (None, None)
-    assert _translation_languages(a, {"source": "klingon"}) == ("klingon", None)  # said back as unsupported
+    wearer = Config().translate.wearer_language
+    assert translation_languages(wearer, {"source": "french", "target": "english"}) == ("fr", "en")
+    assert translation_languages(wearer, {"target": "Spanish"}) == ("es", None)  # "into Spanish": the partner's
+    assert translation_languages(wearer, {"source": "German"}) == ("de", None)
+    assert translation_languages(wearer, {}) == (None, None)
+    assert translation_languages(wearer, {"source": "klingon"}) == ("klingon", None)  # said back as unsupported
+
+
+def test_every_tool_spec_has_a_handler_and_every_handler_a_spec() -> None:
+    from glasses_assistant.tools.handlers import HANDLERS, NEEDS_MEMORY
+
+    assert set(HANDLERS) == set(TOOLS)
+    assert NEEDS_MEMORY <= set(TOOLS) and "remember" in NEEDS_MEMORY and "time" not in NEEDS_MEMORY
+    with pytest.raises(ValueError, match="no tool spec"):
+        from glasses_assistant.tools.handlers import handles
+
+        handles("launch_rocket")
+
+
+def test_spell_says_the_transcripts_word_letter_by_letter(tmp_path: Path) -> None:
+    from helpers import make_test_config
+
+    from glasses_assistant.benches.quality import score
+    from glasses_assistant.pipeline import Assistant
+    from glasses_assistant.skill import Turn
+    from glasses_assistant.tools.handlers import ToolCall, run_tool
+    from glasses_assistant.trace import TurnTrace
+
+    a = Assistant(make_test_config(tmp_path))
+    try:
+        turn = Turn("How do you spell necessary?", TurnTrace(turn=1))
+        said = asyncio.run(run_tool(ToolCall("spell", validate("spell", {"word": "necessary"}, ALL), turn, a.ctx)))
+        assert said == "Necessary is spelled N, E, C, E, S, S, A, R, Y."
+        assert score("@spell:necessary", str(said))
+    finally:
+        a.close()
+    with pytest.raises(ToolCallError, match="Which word should I spell"):
+        validate("spell", {"word": "42"}, ALL)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Live translation through the real loop: real models (Silero VAD, Whisper base and tiny.en,
 Qwen2.5-Coder-1.5B, Piper, piper-tts's espeak-ng voices, rapidocr) and synthesised speech.
 
@@ -75,6 +76,9 @@ def test_partner_speech_comes_out_as_english_speech(translating: Assistant, part
     assert "translating" in words(start.reply)
     assert turn.translation is not None and turn.translation["outcome"] == "translated", turn.translation
     assert turn.translation["source"] == lang and turn.translation["target"] == "en"
+    # One loaded copy of the 1.5B answers and translates (a second copy would add 1.2 GB of RSS).
+    assert translating.engines.translator is not None and translating.engines.translator.llm is translating.llm
+    assert translating.engines.mt_worker == "llm"
     # The translation is spoken in the wearer's ear: transcribe the turn's audio again.
     said = set(heard(translating, audio, rate))  # the reply file: the confirmation, then the translation
     assert keys & said, (turn.reply, said)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Fast tests of the translation logic: intents, output cleaning and checks, sign text, config, captions."""
 
 from __future__ import annotations
@@ -6,9 +7,9 @@ import asyncio
 
 import pytest
 
+from glasses_assistant.captions import CaptionEvent, Captions
 from glasses_assistant.config import load_config
 from glasses_assistant.errors import ConfigError
-from glasses_assistant.translate.captions import CaptionEvent, Captions
 from glasses_assistant.translate.engines import (
     NOT_TRANSLATED,
     LlmTranslator,
@@ -190,7 +191,7 @@ def test_cli_mistakes_are_one_line_errors(argv: list[str], message: str, capsys)
 
 
 def test_the_test_set_has_twenty_phrases_per_language_in_every_category() -> None:
-    from glasses_assistant.translate.bench import load_testset
+    from glasses_assistant.benches.translate import load_testset
 
     phrases = load_testset()
     assert len(phrases) >= 20

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """End-of-turn detection as pure logic: chunks of (is it speech?), no model, no clock."""
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Vision through the whole voice loop: the virtual glasses' camera, a spoken question, a spoken answer.
 
-Real models (VAD, Whisper, SmolLM2, Piper, NanoDet, rapidocr), the real bridge to a separate
+Real models (VAD, Whisper, SmolLM2, Piper, the default detector YOLOv8n, rapidocr), the real bridge to a separate
 glasses-sim process, and real photographs from Debian's darknet package.
 """
 
@@ -136,3 +137,25 @@ def test_no_camera_is_said_plainly(seeing: Assistant, speak, tmp_path: Path) -> 
     seeing.conversation.clear()
     trace = asyncio.run(seeing.respond_text("What am I looking at?", WavSink(tmp_path / "r.wav"), camera=None))
     assert "camera" in words(trace.reply) and trace.vision["problem"] == "no-camera"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("photo", "said"), [("coffee.png", {"cup", "coffee"}), ("rocket.jpg", None)])
+def test_what_is_really_there_and_nothing_else(seeing: Assistant, tmp_path: Path, photo: str, said) -> None:  # type: ignore[no-untyped-def]
+    """The issue's photos (scikit-image's): the coffee is a cup, not a toilet; for the rocket, which COCO has
+    no word for, the wearer hears plainly that nothing is recognised, not the least unlikely label."""
+    from glasses_assistant.vision.quality import load_photoset
+    from glasses_assistant.vision.scene import NOTHING_RECOGNISED
+
+    photoset = load_photoset()
+    image = tmp_path / "frame.jpg"  # the glasses send JPEG; coffee.png is a PNG
+    cv2.imwrite(str(image), cv2.imread(str(photoset.path(next(p for p in photoset.photos if p.file == photo)))))
+    seeing.conversation.clear()
+    trace = asyncio.run(seeing.respond_text("What am I looking at?", WavSink(tmp_path / "r.wav"),
+                                            camera=FileCamera(image)))
+    assert trace.vision is not None and trace.vision["intent"] == "describe"
+    if said is None:
+        assert trace.vision["labels"] == [] and trace.reply == NOTHING_RECOGNISED, trace.vision
+    else:
+        assert "cup" in trace.vision["labels"] and said & set(words(trace.reply)), trace.reply  # type: ignore[operator]
+        assert "toilet" not in words(trace.reply)
+

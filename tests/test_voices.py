@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Voices other than the default Piper one: espeak-ng languages from piper-tts's data."""
 
 from __future__ import annotations

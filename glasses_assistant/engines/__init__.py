@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Thin, synchronous wrappers over the model libraries.
 
 Each engine is called from one worker thread of its own (never from the asyncio

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """A language model on a server, over the OpenAI-compatible chat API, tokens streamed (SSE).
 
 Works with llama.cpp's ``llama-server``, llama-cpp-python's server, vLLM and Ollama
@@ -27,6 +28,7 @@ from ..config import RemoteConfig
 from ..errors import AssistantError
 
 Message = dict[str, str]
+# A named channel, not __name__: `run` turns it on to show what was sent to the server (an audit line per request).
 log = logging.getLogger("glasses_assistant.remote")
 
 

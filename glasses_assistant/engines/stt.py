@@ -1,9 +1,11 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Speech to text with faster-whisper (CTranslate2)."""
 
 from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +79,7 @@ class WhisperEngine:
     def transcribe(
         self, audio: np.ndarray, *, cancel: threading.Event | None = None, language: str | None = None,
         detect: bool = False, task: str = "transcribe", candidates: tuple[str, ...] | None = None,
+        context: str | None = None,
     ) -> Transcript:
         """Transcribe 16 kHz mono float32 audio (at most 30 s are used).
 
@@ -86,6 +89,8 @@ class WhisperEngine:
         of them is decoded; ``detected`` still lists the likeliest of all; with two or three
         candidates ``language_prob`` is the share among them).
         ``task="translate"`` is Whisper's own speech-to-English.
+        ``context`` is text heard just before (Whisper's previous-text prompt), as a listener knows
+        the question it asked: a one-word answer alone ("Paris.") is otherwise easily misheard.
         Decoding is always greedy at temperature 0 without conditioning on earlier text.
         """
         if task not in ("transcribe", "translate"):
@@ -96,7 +101,7 @@ class WhisperEngine:
             lang, task = "en", "transcribe"
         window_s = self.window_for(len(audio) / 16_000)
         if window_s < 30:
-            return self._transcribe_short(audio, window_s, lang, task, candidates)
+            return self._transcribe_short(audio, window_s, lang, task, candidates, context=context)
         segments, info = self._model.transcribe(
             audio,
             language=lang,
@@ -106,6 +111,7 @@ class WhisperEngine:
             # text: the fallback made clips take 10-25 s and hallucinate on noise.
             temperature=0.0,
             condition_on_previous_text=False,
+            initial_prompt=context,
             without_timestamps=True,
             vad_filter=False,
         )
@@ -120,6 +126,45 @@ class WhisperEngine:
         return Transcript(" ".join(p for p in parts if p).strip(), info.language, len(audio) / 16_000,
                           None if lang else float(info.language_probability), task, detected)
 
+    def transcribe_clip(self, audio: np.ndarray, *, max_tokens: int = 12) -> str:
+        """English text of a second or two of audio (the wake word evaluation's record of what a
+        firing heard): a short encoder window and at most ``max_tokens``."""
+        audio = np.ascontiguousarray(audio[: 10 * 16_000], dtype=np.float32)
+        return self._transcribe_short(audio, self._clip_window(audio), "en", max_tokens=max_tokens).text
+
+    def phrase_scores(self, audio: np.ndarray, forms: Sequence[str]) -> list[float]:
+        """How likely each written form is as the transcript of ``audio`` (a second or two):
+        the mean log-probability of its tokens, decoded with the text forced.
+
+        The wake word's second stage. One encoder pass and one forced decoder pass per form (no
+        generation), on a window of the clip plus 1.5 s rather than ``window_s``: a few tens of
+        milliseconds.
+        """
+        import ctranslate2
+        from faster_whisper.tokenizer import Tokenizer
+
+        audio = np.ascontiguousarray(audio[: 10 * 16_000], dtype=np.float32)
+        model = self._model
+        window_s = self._clip_window(audio)
+        padded = np.zeros(window_s * 16_000, np.float32)
+        padded[: len(audio)] = audio
+        features = model.feature_extractor(padded)[:, : window_s * 100]
+        encoded = model.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])))
+        tokenizer = Tokenizer(model.hf_tokenizer, self.multilingual, task="transcribe", language="en")
+        frames = max(1, len(audio) // 160)
+        scores = []
+        for form in forms:
+            tokens = tokenizer.encode(" " + form.strip())
+            result = model.model.align(encoded, list(tokenizer.sot_sequence), [tokens], [frames])[0]
+            probs = np.maximum(np.asarray(result.text_token_probs, np.float64), 1e-12)
+            scores.append(float(np.mean(np.log(probs))))
+        return scores
+
+    @staticmethod
+    def _clip_window(audio: np.ndarray) -> int:
+        # The clip plus 1.5 s: a 3 s window costs a third of a 10 s one, and still ends cleanly.
+        return int(np.ceil(len(audio) / 16_000 + 1.5))
+
     def window_for(self, audio_s: float) -> int:
         """Seconds of encoder window for this much audio: the configured window, or more.
 
@@ -131,7 +176,8 @@ class WhisperEngine:
         return int(min(30, max(self.cfg.window_s, np.ceil(audio_s + 2.0))))
 
     def _transcribe_short(self, audio: np.ndarray, window_s: int, lang: str | None,
-                          task: str = "transcribe", candidates: tuple[str, ...] | None = None) -> Transcript:
+                          task: str = "transcribe", candidates: tuple[str, ...] | None = None, *,
+                          max_tokens: int | None = None, context: str | None = None) -> Transcript:
         import ctranslate2
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
@@ -153,8 +199,10 @@ class WhisperEngine:
                 prob = prob / max(1e-9, sum(p for c, p in ranked if c in candidates))
         tokenizer = Tokenizer(model.hf_tokenizer, self.multilingual, task=task, language=lang or "en")
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        if context:  # Whisper's previous-text slot: at most half its 448-token context
+            prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + context.strip())[-223:], *prompt]
         # About 3 tokens a second of speech is typical; the cap stops a runaway loop early.
-        max_length = len(prompt) + 16 + int(len(audio) / 16_000 * 8)
+        max_length = len(prompt) + (max_tokens if max_tokens is not None else 16 + int(len(audio) / 16_000 * 8))
         result = model.model.generate(
             encoded, [prompt], beam_size=self.cfg.beam_size, max_length=max_length,
             return_no_speech_prob=True, return_scores=True, suppress_blank=True,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Text to speech with Piper, on an onnxruntime session whose threads we choose."""
 
 from __future__ import annotations
@@ -49,6 +50,21 @@ class PiperEngine:
                                     noise_scale=cfg.noise_scale, noise_w_scale=cfg.noise_w)
         self.sample_rate = int(config.sample_rate)
         self.language = config.espeak_voice
+
+    def variant(self, *, length_scale: float | None = None, noise_scale: float | None = None,
+                noise_w: float | None = None) -> PiperEngine:
+        """The same loaded voice at another pace or variation (one onnxruntime session, not two)."""
+        import copy
+
+        from piper.config import SynthesisConfig
+
+        other = copy.copy(self)
+        syn = self._syn
+        other._syn = SynthesisConfig(
+            length_scale=syn.length_scale if length_scale is None else length_scale, volume=syn.volume,
+            normalize_audio=syn.normalize_audio, noise_scale=syn.noise_scale if noise_scale is None else noise_scale,
+            noise_w_scale=syn.noise_w_scale if noise_w is None else noise_w)
+        return other
 
     def synthesize(self, text: str) -> np.ndarray:
         """Speak ``text``; mono float32 at :attr:`sample_rate` (empty if nothing to say)."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Voices: Piper voices, and espeak-ng voices for languages that have no Piper voice here.
 
 A voice is named by one string, used by personas (``voice = ...``) and translation
@@ -107,8 +108,7 @@ def open_voice(spec: str, catalogue: Catalogue, cfg: TtsConfig) -> Voice:
     """Load the voice ``spec`` names (see the module docstring); one-line :class:`ModelError` if it cannot."""
     if spec.startswith(ESPEAK_PREFIX):
         return EspeakEngine(spec[len(ESPEAK_PREFIX):], cfg)
-    from ..pipeline import resolve_model
     from .tts import PiperEngine
 
-    path, _ = resolve_model(catalogue, "tts", spec)
+    path, _ = catalogue.resolve("tts", spec)
     return PiperEngine(path, cfg)

@@ -1,6 +1,7 @@
-"""Tools the assistant calls on an intent: see :mod:`.runner` for the flow, :mod:`.registry` for the calls."""
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Tools the assistant calls on an intent: :mod:`.runner` for the flow, :mod:`.registry` for the calls,
+:mod:`.handlers` for what each tool does."""
 
 from .registry import TOOLS, ToolCallError, call_schema, validate
-from .runner import Decision, ToolRunner, choose_with_llm
 
-__all__ = ["TOOLS", "Decision", "ToolCallError", "ToolRunner", "call_schema", "choose_with_llm", "validate"]
+__all__ = ["TOOLS", "ToolCallError", "call_schema", "validate"]

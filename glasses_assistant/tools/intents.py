@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The cheap side of acting on an intent: a word test on the transcript, and deterministic arguments.
 
 :func:`candidates` says which tools a transcript may be asking for (regular expressions, no
@@ -8,6 +9,7 @@ level); where it finds one, it wins over the small LLM's (which may invent numbe
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -55,6 +57,8 @@ def parse_duration(text: str) -> float | None:
 
 def say_duration(seconds: float) -> str:
     """300 -> "5 minute", for "your 5 minute timer"; 90 -> "1 minute 30 second"."""
+    if not _speakable(seconds):
+        return "very long"
     seconds = int(round(seconds))
     parts = []
     for name, size in (("hour", 3600), ("minute", 60), ("second", 1)):
@@ -64,8 +68,18 @@ def say_duration(seconds: float) -> str:
     return " ".join(parts) or "0 second"
 
 
+def _speakable(seconds: float) -> bool:
+    """A span worth reading out (NaN, infinity and 400-digit numbers are not: round() fails on them)."""
+    try:
+        return math.isfinite(seconds) and 0 <= seconds < 1e12
+    except (TypeError, OverflowError):
+        return False
+
+
 def say_span(seconds: float) -> str:
     """300 -> "5 minutes", 3 days -> "3 days" (for sentences)."""
+    if not _speakable(seconds):
+        return "a very long time"
     seconds = int(round(seconds))
     if seconds >= 86400 and seconds % 86400 == 0:
         n = seconds // 86400
@@ -89,20 +103,30 @@ _GATE: list[tuple[str, re.Pattern[str]]] = [
     ("forget", re.compile(r"\bforget\b|\b(delete|erase|remove)\b.*\b(memor(y|ies)|that|last)\b")),
     ("list_memories", re.compile(r"\bwhat (do|did) you (remember|know about me)\b|\blist (my |all |the )?memories\b"
                                  r"|\bwhat have you (remembered|saved)\b|\bread (me )?my memories\b")),
-    ("remember", re.compile(r"^\W*(please |ok(ay)? |hey )?(remember|note|memori[sz]e)\b(?! (when|where|what|who|how|if))"
+    ("remember", re.compile(r"^\W*(please |ok(ay)? |hey )?(remember|note|memori[sz]e)\b"
+                            r"(?! (when|where|what|who|how|if))"
                             r"|\bdon'?t (let me )?forget (that|to)\b|\bmake a note\b|\bkeep in mind\b")),
     ("recall", re.compile(r"\bwhere (did i|is my|are my|'?s my|was my)\b|\bwhat did i (tell|say|ask)\b"
                           r"|\bdo you remember\b|\bwho did i (meet|see|talk)\b|\bwhat('s| is| was) (my|the name)\b"
                           r"|\bwhere('d| did) i (park|put|leave)\b|\bremind me (what|where|who)\b")),
-    ("time", re.compile(r"\bwhat('?s| is)? (the )?(time|date|day)\b|\bwhat time\b|\bwhat day\b|\btoday'?s date\b"
-                        r"|\bwhat (year|month) is it\b|\b(tell me|give me) the (time|date)\b")),
-    ("device_status", re.compile(r"\bbattery\b|\bcharg(e|ed|ing)\b|\bhow hot\b|\btemperature of (the|my) glasses\b"
-                                 r"|\bdevice status\b|\bstatus of (the|my) (glasses|device)\b|\bpower left\b")),
+    # The clock, not the calendar: "what day comes after Friday?" is a question for the chat model.
+    ("time", re.compile(r"^(?!.*\b(after|before|comes|if|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b)"
+                        r"(?:.*\bwhat('?s| is)? (the )?(time|date|day)\b|.*\bwhat time\b|.*\bwhat day\b"
+                        r"|.*\btoday'?s date\b|.*\bwhat (year|month) is it\b"
+                        r"|.*\b(tell me|give me) the (time|date)\b)")),
+    # The glasses' own battery; "how do I save battery on my phone?" is how-to, for the chat model.
+    ("device_status", re.compile(r"^(?!.*\b(phone|laptop|computer|car|tablet|watch|how do|how can|how to)\b)"
+                                 r"(?:.*\bbattery\b|.*\bcharg(e|ed|ing)\b|.*\bhow hot\b|.*\btemperature of (the|my) "
+                                 r"glasses\b|.*\bdevice status\b|.*\bstatus of (the|my) (glasses|device)\b"
+                                 r"|.*\bpower left\b)")),
     ("volume", re.compile(r"\bvolume\b|\b(louder|quieter|softer)\b|\bspeak up\b|\bturn (it |yourself )?(up|down)\b"
                           r"|\bmute\b|\btoo (loud|quiet)\b")),
     ("switch_persona", re.compile(r"\bpersona\b|\bswitch to\b|\bbe my\b|\bchange (your )?(voice|personality)\b"
                                   r"|\btalk like\b|\bbecome (the|my|a)\b|\bturn into\b")),
     ("start_translation", re.compile(r"\btranslat|\binterpret\b|\binterpreter\b")),
+    # Spelling is the transcript's business, not the model's: a language model sees word pieces, not letters.
+    ("spell", re.compile(r"\bhow (do|would|should) (you|i|we|one) spell\b|^\W*spell\b|\bhow is .+ spelled\b"
+                         r"|\bwhat is the spelling of\b|\bcan you spell\b")),
 ]
 
 
@@ -171,7 +195,8 @@ def parse_args(tool: str, text: str, persona_names: tuple[str, ...] = ()) -> dic
         if what:
             args["text"] = what
     elif tool == "remember":
-        what = _after(r"\b(?:remember|note|memori[sz]e|don'?t forget|keep in mind)(?: (?:that|this|to))?[:,]?\s+(.+)$", t)
+        what = _after(r"\b(?:remember|note|memori[sz]e|don'?t forget|keep in mind)"
+                      r"(?: (?:that|this|to))?[:,]?\s+(.+)$", t)
         if what:
             args["text"] = what
     elif tool == "cancel_timer":
@@ -183,7 +208,8 @@ def parse_args(tool: str, text: str, persona_names: tuple[str, ...] = ()) -> dic
     elif tool == "forget":
         if re.search(r"\b(forget|delete|erase) (that|it|the last( one| thing| memory)?|what i just said)\b", low):
             args["which"] = "last"
-        elif m := re.search(r"\b(?:everything|all|anything|what i (?:told|said))(?: (?:you|that))? (?:about|on) (.+)$", low):
+        elif m := re.search(r"\b(?:everything|all|anything|what i (?:told|said))(?: (?:you|that))? (?:about|on) (.+)$",
+                            low):
             args["which"], args["query"] = "query", m.group(1).strip(" .!?")
         elif re.search(r"\b(forget|delete|erase) (everything|all( of)?( my)? memories|all)\b", low):
             args["which"] = "all"
@@ -216,6 +242,11 @@ def parse_args(tool: str, text: str, persona_names: tuple[str, ...] = ()) -> dic
             args["target"] = dst.group(1)
         if not args and len(langs) == 1:
             args["target"] = langs[0]
+    elif tool == "spell":
+        m = (re.search(r"\bspell(?:ing)?(?: of)?(?: the word)?\s+[\"'“]?([A-Za-z][A-Za-z'\-]*)", t, re.IGNORECASE)
+             or re.search(r"\bhow is (?:the word )?[\"'“]?([A-Za-z][A-Za-z'\-]*)[\"'”]? spelled\b", t, re.IGNORECASE))
+        if m and m.group(1).lower() not in {"it", "that", "this", "a", "the"}:
+            args["word"] = m.group(1).strip("'-")
     elif tool == "time":
         args["what"] = "date" if re.search(r"\b(date|day|year|month)\b", low) else "time"
     return args

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """The tools the assistant can call: name, description, JSON schema of the arguments, validation.
 
 The LLM's call is ``{"tool": NAME, "args": {...}}``. :func:`call_schema` is the JSON schema of
@@ -11,6 +12,7 @@ the grammar would have bent into something else.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +54,7 @@ TOOLS: dict[str, ToolSpec] = {spec.name: spec for spec in [
     ToolSpec("switch_persona", "change to another persona (personality and voice)", {"name": _str(30)}),
     ToolSpec("start_translation", "start translating speech between languages",
              {"source": _str(20), "target": _str(20)}),
+    ToolSpec("spell", "spell a word letter by letter", {"word": _str(40)}),
 ]}
 NONE = "none"
 
@@ -124,7 +127,21 @@ def validate(tool: str, args: dict[str, Any], allowed: list[str]) -> dict[str, A
                 value = float(value)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ToolCallError(f"The {key} must be a number.")
-            value = float(value) if key == "seconds" else int(round(value))
+            # Written by the LLM (JSON allows NaN, Infinity and 400-digit integers): a number
+            # too big for a float is as unusable as infinity, and is said so.
+            try:
+                number = float(value)
+            except OverflowError:
+                number = math.inf
+            if math.isnan(number):
+                raise ToolCallError(f"The {key} must be a number.")
+            if key == "seconds":
+                value = number
+            elif not math.isfinite(number) or abs(number) > 1e9:
+                raise ToolCallError("The volume goes from 0 to 100." if key == "level"
+                                    else f"The {key} must be a sensible number.")
+            else:
+                value = int(round(number))
         elif "enum" in schema:
             if value not in schema["enum"]:
                 raise ToolCallError(f"{key} must be one of {', '.join(schema['enum'])}.")
@@ -163,6 +180,11 @@ def validate(tool: str, args: dict[str, Any], allowed: list[str]) -> dict[str, A
                 raise ToolCallError(f"The volume goes from 0 to 100, not {out['level']}.")
     elif tool == "switch_persona" and not out.get("name"):
         raise ToolCallError("Which persona should I switch to?")
+    elif tool == "spell":
+        word = re.sub(r"[^A-Za-z'\-]", "", str(out.get("word", "")))
+        if not re.search(r"[A-Za-z]", word):
+            raise ToolCallError("Which word should I spell?")
+        out["word"] = word
     elif tool == "forget":
         out.setdefault("which", "query" if out.get("query") else "last")
         if out["which"] == "query" and not out.get("query"):
@@ -171,6 +193,8 @@ def validate(tool: str, args: dict[str, Any], allowed: list[str]) -> dict[str, A
 
 
 def _check_span(seconds: float, what: str) -> None:
+    if not math.isfinite(seconds) or seconds > 1000 * MAX_TIMER_S:
+        raise ToolCallError(f"I can't set {what} that long; the longest is 24 hours.")
     if seconds < 1:
         raise ToolCallError(f"I can't set {what} for less than a second.")
     if seconds > MAX_TIMER_S:

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Translators behind one interface: ``translate(text, source, target) -> Translation``.
 
 * :class:`LlmTranslator`: a chat model (a local GGUF through :class:`~..engines.llm.LlamaEngine`,
@@ -14,6 +15,7 @@ All are blocking and thread-confined like the engines they wrap.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,7 +53,10 @@ class Translator(Protocol):
     model: str
 
     def translate(self, text: str, source: str, target: str, *,
-                  on_piece: Callable[[str], None] | None = None) -> Translation: ...
+                  on_piece: Callable[[str], None] | None = None,
+                  cancel: threading.Event | None = None) -> Translation:
+        """Blocking; stops between tokens once ``cancel`` is set (an interrupted reply)."""
+        ...
 
 
 class ChatModel(Protocol):
@@ -136,7 +141,8 @@ class LlmTranslator:
         self.max_tokens = max_tokens
 
     def translate(self, text: str, source: str, target: str, *,
-                  on_piece: Callable[[str], None] | None = None) -> Translation:
+                  on_piece: Callable[[str], None] | None = None,
+                  cancel: threading.Event | None = None) -> Translation:
         t0 = time.perf_counter()
         if not text.strip():
             return Translation(NOT_TRANSLATED, source, target, self.engine, self.model, ok=False, why="no text")
@@ -152,8 +158,11 @@ class LlmTranslator:
             if on_piece is not None:
                 on_piece(p)
 
-        raw = self.llm.stream(messages_for(text, source, target), piece, max_tokens=budget)
+        raw = self.llm.stream(messages_for(text, source, target), piece, max_tokens=budget, cancel=cancel)
         done = time.perf_counter()
+        if cancel is not None and cancel.is_set():
+            return Translation(NOT_TRANSLATED, source, target, self.engine, self.model, ok=False, raw=raw,
+                               timings={"translate_s": round(done - t0, 4)}, why="interrupted")
         cleaned = clean_translation(raw)
         why = rejection(text, cleaned, source, target)
         timings = {"translate_s": round(done - t0, 4),
@@ -184,6 +193,7 @@ class WhisperTranslator:
         return Translation(cleaned, tr.language, "en", self.engine, self.model, raw=tr.text, timings=timings)
 
     def translate(self, text: str, source: str, target: str, *,
-                  on_piece: Callable[[str], None] | None = None) -> Translation:
+                  on_piece: Callable[[str], None] | None = None,
+                  cancel: threading.Event | None = None) -> Translation:
         return Translation(NOT_TRANSLATED, source, target, self.engine, self.model, ok=False,
                            why="Whisper translates speech only")

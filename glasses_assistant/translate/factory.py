@@ -1,8 +1,10 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Build the configured text translator: a local GGUF, the chat LLM, or a server's model."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from ..config import Config
@@ -14,11 +16,11 @@ def open_translator(config: Config, catalogue: Any, *, model: str | None = None,
                     chat_id: str = "chat") -> LlmTranslator:
     """The translator ``[translate]`` names (``model`` overrides ``[translate] model``); blocking.
 
-    ``chat`` is the loaded chat LLM, used when the model is "chat" (loaded here if not given).
+    ``chat`` is the loaded chat LLM, used when the model is "chat" or the same model file as the
+    chat's (loaded here if not given): one loaded copy of a 1.5B serves both, not two (1.2 GB each).
     """
     from ..engines.llm import LlamaEngine
     from ..engines.remote import RemoteLlm
-    from ..pipeline import resolve_model
 
     tcfg = config.translate
     wanted = model or tcfg.model
@@ -29,12 +31,15 @@ def open_translator(config: Config, catalogue: Any, *, model: str | None = None,
                              model=f"remote {config.remote.model or config.remote.url}", max_tokens=tcfg.max_tokens)
     if wanted == "chat":
         if chat is None:
-            path, chat_id = resolve_model(catalogue, "llm", config.llm.model)
-            chat = LlamaEngine(path, config.llm)
+            path, chat_id = catalogue.resolve("llm", config.llm.wanted)
+            chat = LlamaEngine(path, config.llm, name=chat_id)
         return LlmTranslator(chat, model=chat_id, max_tokens=tcfg.max_tokens)
-    path, model_id = resolve_model(catalogue, "llm", wanted)
+    path, model_id = catalogue.resolve("llm", wanted)
+    if chat is not None and Path(getattr(chat, "model_path", "")) == path:
+        # The chat LLM is this very model: it translates too (with the chat's context and threads).
+        return LlmTranslator(chat, model=model_id, max_tokens=tcfg.max_tokens)
     cfg = replace(config.llm, context=tcfg.context, threads=tcfg.threads, temperature=0.0,
                   max_tokens=min(tcfg.max_tokens, tcfg.context // 2))
-    llm = LlamaEngine(path, cfg)
+    llm = LlamaEngine(path, cfg, name=model_id)
     llm.warm([{"role": "user", "content": "Hello."}])
     return LlmTranslator(llm, model=model_id, max_tokens=tcfg.max_tokens)

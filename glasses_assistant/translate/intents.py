@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Which translation request, if any, the wearer just said (from Whisper's transcript).
 
 * ``start``: "translate for me", "translate from Spanish", "translate to German",

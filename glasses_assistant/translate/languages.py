@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Language codes, their English names, and the names a wearer says ("translate from Spanish")."""
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Live translation inside the voice loop: conversation mode and sign translation.
 
-:class:`TranslationMixin` is part of :class:`~glasses_assistant.pipeline.Assistant`.
+:class:`TranslationSkill` is a skill like the others (:mod:`..skill`): it returns a reply and never speaks
+for itself. Its models are loaded by :meth:`~..engines.workers.Engines.load_translation`.
 
 Models. The assistant's own Whisper is tiny.en (English only, fastest) and its chat LLM is the
 135M SmolLM2, which cannot translate. Translation needs a multilingual Whisper
@@ -25,28 +27,24 @@ a language Whisper is unsure of (mixed languages), an untranslatable reply; sile
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ..errors import AssistantError, ModelError
-from .captions import CaptionEvent, Captions
-from .engines import NOT_TRANSLATED, LlmTranslator, Translation, Translator, WhisperTranslator
+from ..captions import CaptionEvent
+from ..engines.stt import Transcript
+from ..errors import AssistantError
+from ..skill import Reply, SkillContext, Turn
+from ..vision.frames import NO_CAMERA, problem
+from .engines import NOT_TRANSLATED, Translation, Translator
 from .intents import TranslateIntent, match_translate_intent
 from .languages import name
 from .sign import NO_TEXT, guess_language, sign_text
 
-if TYPE_CHECKING:
-    from ..audio.io import AudioSink
-    from ..camera import Camera
-    from ..engines.stt import Transcript, WhisperEngine
-    from ..trace import TurnTrace
-
-log = logging.getLogger("glasses_assistant")
+log = logging.getLogger(__name__)
 
 STOPPED = "Translation stopped."
 NOT_TRANSLATING = "I wasn't translating."
@@ -70,108 +68,51 @@ class TranslationState:
     started: float
 
 
-class TranslationMixin:
-    """The translation side of the assistant (see the module docstring)."""
+class TranslationSkill:
+    """Conversation mode and sign translation (see the module docstring)."""
 
-    # Provided by Assistant.
-    config: Any
-    catalogue: Any
-    stt: Any
-    llm: Any
-    tts: Any
-    vision: Any
-    model_ids: dict[str, str]
-    model_paths: dict[str, Any]
-    stats: Any
-    _pools: dict[str, ThreadPoolExecutor]
-    _call: Callable[..., Any]
-    _say: Callable[..., Any]
-    voice: Callable[..., Any]
-    _turn_counter: int
+    name = "translation"
 
-    translation: TranslationState | None = None
-    captions: Captions
-    _mt_stt: WhisperEngine | None = None
-    _translator: LlmTranslator | None = None
-    _mt_pool: str = "mt"
-    """The worker the translator runs on: its own, or the chat LLM's when it is the chat LLM."""
+    def __init__(self, ctx: SkillContext) -> None:
+        self.ctx = ctx
+        self.state: TranslationState | None = None
 
-    def _init_translation(self) -> None:
-        self.translation = None
-        self.captions = Captions()
-        self._mt_stt = None
-        self._translator = None
-        self._pools.setdefault("mt", ThreadPoolExecutor(max_workers=1, thread_name_prefix="ga-mt"))
-
-    # ------------------------------------------------------------------ models
     @property
     def translating(self) -> bool:
-        return self.translation is not None
+        return self.state is not None
 
-    def load_translation(self, progress: Callable[[str], None] = lambda _m: None) -> None:
-        """Load the multilingual Whisper and the translator (blocking; done once, on first use)."""
-        from ..engines.stt import WhisperEngine
-        from ..pipeline import resolve_model
-
-        tcfg = self.config.translate
-        if self._mt_stt is None:
-            t0 = time.perf_counter()
-            if self.stt is not None and getattr(self.stt, "multilingual", False):
-                self._mt_stt = self.stt  # the wearer already runs a multilingual Whisper: share it
-                self.model_ids["translate-stt"] = self.model_ids.get("stt", "stt")
-            else:
-                path, self.model_ids["translate-stt"] = resolve_model(self.catalogue, "stt", tcfg.stt_model)
-                engine = WhisperEngine(path, self.config.stt)
-                if not engine.multilingual:
-                    raise ModelError(f"[translate] stt_model {tcfg.stt_model!r} is English-only: name a "
-                                     "multilingual Whisper such as whisper-base")
-                engine.transcribe(np.zeros(16_000, np.float32), language="en")
-                self._mt_stt = engine
-            self.stats.load_s["translate-stt"] = round(time.perf_counter() - t0, 3)
-            progress(f"loaded translation stt {self.model_ids['translate-stt']} in "
-                     f"{self.stats.load_s['translate-stt']:.2f} s")
-        if self._translator is None:
-            from .factory import open_translator
-
-            t0 = time.perf_counter()
-            self._translator = open_translator(self.config, self.catalogue, chat=self.llm,
-                                               chat_id=self.model_ids.get("llm", "chat"))
-            self._mt_pool = "llm" if self._translator.llm is self.llm else "mt"
-            self.model_ids["translate"] = self._translator.model
-            self.stats.load_s["translate"] = round(time.perf_counter() - t0, 3)
-            progress(f"loaded translator {self._translator.model} in {self.stats.load_s['translate']:.2f} s")
+    # ------------------------------------------------------------------ models
+    async def load(self) -> None:
+        """The translation models, loaded on first use (on the stt worker: one Whisper call at a time)."""
+        await self.ctx.call("stt", self.ctx.engines.load_translation, self.ctx.config)
 
     def translator(self) -> Translator:
-        """The text translator (loaded on first use)."""
-        if self._translator is None:
-            self.load_translation()
-        assert self._translator is not None
-        return self._translator
-
-    def speech_translator(self) -> WhisperTranslator | None:
-        """Whisper's own speech-to-English when ``[translate] engine = whisper``, else None."""
-        if self.config.translate.engine != "whisper" or self._mt_stt is None:
-            return None
-        return WhisperTranslator(self._mt_stt, model=self.model_ids.get("translate-stt", "whisper"))
+        """The text translator (loaded on first use; blocking)."""
+        engines = self.ctx.engines
+        if engines.translator is None:
+            engines.load_translation(self.ctx.config)
+        assert engines.translator is not None
+        return engines.translator
 
     def voice_for(self, language: str) -> str | None:
         """The voice spec a language is spoken in (None: the default Piper voice)."""
-        voices = self.config.translate.voice_map
+        voices = self.ctx.config.translate.voice_map
         if language in voices:
             return voices[language]
-        default_lang = (getattr(self.tts, "language", "") or "en").split("-")[0].split("_")[0].lower()
+        tts = self.ctx.engines.tts
+        default_lang = (getattr(tts, "language", "") or "en").split("-")[0].split("_")[0].lower()
         if language == default_lang or (language == "en" and default_lang.startswith("en")):
             return None
         return f"espeak-ng:{language}"
 
     # ------------------------------------------------------------------ mode
-    async def start_translation(self, source: str | None = None, target: str | None = None) -> str:
+    async def start(self, source: str | None = None, target: str | None = None) -> str:
         """Start conversation mode; returns the spoken confirmation (or why it cannot start).
 
         ``source`` is the partner's language (None: detected each turn), ``target`` the language
         the partner's words are translated into (None: ``[translate] wearer_language``).
         """
-        tcfg = self.config.translate
+        tcfg = self.ctx.config.translate
         langs = tcfg.language_list
         wearer = (target or tcfg.wearer_language).lower()
         partner = (source or tcfg.partner_language)
@@ -182,53 +123,87 @@ class TranslationMixin:
         if partner == wearer:
             return f"You and your partner both speak {name(wearer)}: there is nothing to translate."
         try:
-            await self._call("stt", self.load_translation)
+            await self.load()
         except AssistantError as err:
             log.error("translation cannot start: %s", err)
             return "Sorry, translation is not available: " + str(err).split(";")[0] + "."
-        self.translation = TranslationState(wearer, partner, partner is not None, time.monotonic())
+        self.state = TranslationState(wearer, partner, partner is not None, time.monotonic())
         if partner is None:
             return f"Translating into {name(wearer)}. Go ahead."
         return f"Translating between {name(partner)} and {name(wearer)}. Go ahead."
 
-    def stop_translation(self) -> str:
+    def stop(self) -> str:
         """End conversation mode; returns the spoken confirmation."""
-        if self.translation is None:
+        if self.state is None:
             return NOT_TRANSLATING
-        self.translation = None
+        self.state = None
         return STOPPED
 
-    def active_transcribe(self, audio: np.ndarray, cancel: Any = None) -> Transcript:
+    def transcribe(self, audio: np.ndarray, cancel: Any = None) -> Transcript:
         """The transcription the loop runs now: multilingual with detection while translating (stt worker)."""
-        state = self.translation
-        if state is None or self._mt_stt is None:
-            return self.stt.transcribe(audio, cancel=cancel)
+        engines = self.ctx.engines
+        state = self.state
+        assert engines.stt is not None
+        if state is None or engines.mt_stt is None:
+            return engines.stt.transcribe(audio, cancel=cancel)
         candidates = ((state.wearer, state.partner) if state.fixed and state.partner
-                      else self.config.translate.language_list)
-        return self._mt_stt.transcribe(audio, cancel=cancel, detect=True, candidates=candidates)
+                      else self.ctx.config.translate.language_list)
+        return engines.mt_stt.transcribe(audio, cancel=cancel, detect=True, candidates=candidates)
 
-    # ------------------------------------------------------------------ turns
-    async def respond_translate_intent(self, intent: TranslateIntent, text: str, sink: AudioSink,
-                                       trace: TurnTrace, camera: Camera | None) -> TurnTrace:
-        """A spoken (or typed) translation command: start, stop, or translate the sign in view."""
-        trace.translation = {"mode": intent.action, "source": intent.source, "target": intent.target}
+    # ------------------------------------------------------------------ the two routes
+    async def reply(self, turn: Turn) -> Reply | None:
+        """Conversation mode: while it is on, every spoken turn is translated (the wearer's own
+        commands included, see :meth:`conversation_turn`); typed text is the wearer's, unless it
+        is a translation command."""
+        if self.state is None:
+            return None
+        if turn.transcript is None:
+            if match_translate_intent(turn.text) is not None:
+                return None  # a typed command: the intent route answers it
+            wearer = self.state.wearer
+            transcript = Transcript(turn.text, wearer, 0.0, 1.0, detected=((wearer, 1.0),))
+            return await self.conversation_turn(transcript, None, turn)
+        transcript = turn.transcript
+        if transcript.language_prob is None and turn.audio is not None:
+            # Transcribed before translation started (by the English-only Whisper): again, multilingual.
+            transcript = await self.ctx.call("stt", self.transcribe, turn.audio, turn.cancel)
+            turn.trace.transcript, turn.trace.language = transcript.text, transcript.language
+        return await self.conversation_turn(transcript, turn.audio, turn)
+
+    def claims(self, text: str) -> bool:
+        """Conversation mode is on: every turn is translated."""
+        return self.state is not None
+
+    def claims_intent(self, text: str) -> bool:
+        """Translation's own phrases ("translate for me", "translate this", "stop translating")."""
+        return match_translate_intent(text) is not None
+
+    async def reply_to_intent(self, turn: Turn) -> Reply | None:
+        """Translation's own phrases: start, stop, or translate the sign in view."""
+        intent = match_translate_intent(turn.text)
+        if intent is None:
+            return None
+        return await self.answer_intent(intent, turn)
+
+    async def answer_intent(self, intent: TranslateIntent, turn: Turn) -> Reply:
+        turn.trace.translation = {"mode": intent.action, "source": intent.source, "target": intent.target}
         if intent.unknown_language:
             spoken = f"Sorry, I don't know the language {intent.unknown_language}."
         elif intent.action == "stop":
-            spoken = self.stop_translation()
+            spoken = self.stop()
         elif intent.action == "start":
-            spoken = await self.start_translation(intent.source, intent.target)
+            spoken = await self.start(intent.source, intent.target)
         else:
-            return await self.respond_sign(text, sink, trace, camera, target=intent.target)
-        await self._speak_text(spoken, sink, trace)
-        return trace
+            return await self.sign(turn, target=intent.target)
+        return _say(spoken)
 
-    async def respond_translation_turn(self, transcript: Transcript, audio: np.ndarray | None,
-                                       sink: AudioSink, trace: TurnTrace, camera: Camera | None = None) -> TurnTrace:
+    # ------------------------------------------------------------------ turns
+    async def conversation_turn(self, transcript: Transcript, audio: np.ndarray | None, turn: Turn) -> Reply:
         """One turn of conversation mode (the transcript is from the multilingual Whisper)."""
-        state = self.translation
+        state = self.state
         assert state is not None
-        tcfg = self.config.translate
+        trace = turn.trace
+        tcfg = self.ctx.config.translate
         text, lang = transcript.text.strip(), transcript.language
         top = transcript.detected[0] if transcript.detected else (lang, transcript.language_prob or 1.0)
         info: dict[str, Any] = {"mode": "conversation", "heard": text, "language": lang,
@@ -237,141 +212,129 @@ class TranslationMixin:
         if lang == state.wearer:
             intent = match_translate_intent(text)
             if intent is not None and intent.action in ("stop", "start", "sign"):
-                return await self.respond_translate_intent(intent, text, sink, trace, camera)
+                return await self.answer_intent(intent, turn)
         # Bad input first: a language not translated, or speech Whisper could not place. When the wearer
         # named the partner's language, only a near-certain other language overrides what they said.
         sure = max(0.9, tcfg.min_language_prob) if state.fixed else tcfg.min_language_prob
         if top[0] not in tcfg.language_list and top[1] >= sure:
             info["outcome"] = "unsupported"
-            await self._speak_text(unsupported(top[0]), sink, trace)
-            return trace
+            return _say(unsupported(top[0]))
         if lang not in tcfg.language_list or (transcript.language_prob is not None
                                               and transcript.language_prob < tcfg.min_language_prob):
             info["outcome"] = "unsure"
-            await self._speak_text(WHICH_LANGUAGE, sink, trace)
-            return trace
-        await self.captions.emit(CaptionEvent("transcript", text, lang, turn=trace.turn))
+            return _say(WHICH_LANGUAGE)
+        await self.ctx.captions.emit(CaptionEvent("transcript", text, lang, turn=trace.turn))
         if lang == state.wearer:
             if state.partner is None:
                 info["outcome"] = "no-partner"
-                await self._speak_text(NO_PARTNER, sink, trace)
-                return trace
+                return _say(NO_PARTNER)
             source, target = lang, state.partner
         else:
             if not state.fixed:
                 state.partner = lang  # the wearer's reply goes back into the language last heard
             source, target = lang, state.wearer
-        translation = await self._translate_speech_or_text(text, audio, source, target)
+        translation = await self._translate_speech_or_text(text, audio, source, target, turn.cancel)
         info.update(outcome="translated" if translation.ok else "not-translated", source=source, target=target,
                     translation=translation.text, engine=translation.engine, model=translation.model,
                     why=translation.why, timings=translation.timings)
         trace.reply = translation.text
         if translation.ok:
-            await self.captions.emit(CaptionEvent("translation", translation.text, target, turn=trace.turn))
-        voice = self.voice_for(target) if translation.ok else None
-        await self._speak_text(translation.text, sink, trace, voice=voice)
-        return trace
+            await self.ctx.captions.emit(CaptionEvent("translation", translation.text, target, turn=trace.turn))
+        return _say(translation.text, voice=self.voice_for(target) if translation.ok else None)
 
     async def _translate_speech_or_text(self, text: str, audio: np.ndarray | None, source: str,
-                                        target: str) -> Translation:
-        speech = self.speech_translator()
+                                        target: str, cancel: threading.Event | None = None) -> Translation:
+        engines = self.ctx.engines
+        speech = engines.speech_translator(self.ctx.config)
         started = time.monotonic()
         if speech is not None and audio is not None and target == "en":
-            result: Translation = await self._call("stt", speech.translate_speech, audio, source)
+            result: Translation = await self.ctx.call("stt", speech.translate_speech, audio, source)
         else:
-            result = await self._call(self._mt_pool, self.translator().translate, text, source, target)
+            result = await self.ctx.call(engines.mt_worker, self.translator().translate, text, source, target,
+                                         cancel=cancel)
         result.timings.setdefault("wall_s", round(time.monotonic() - started, 4))
         return result
 
-    async def respond_sign(self, question: str, sink: AudioSink, trace: TurnTrace, camera: Camera | None,
-                           *, target: str | None = None) -> TurnTrace:
-        """Translate the text in view: capture now, read it (OCR), drop noise, translate, speak."""
-        from ..vision.frames import NO_CAMERA, problem
-
-        tcfg = self.config.translate
-        target = (target or (self.translation.wearer if self.translation else tcfg.wearer_language)).lower()
+    async def sign(self, turn: Turn, *, target: str | None = None) -> Reply:
+        """Translate the text in view: capture now, read it (OCR), drop noise, translate."""
+        trace, camera, vision = turn.trace, turn.camera, self.ctx.engines.vision
+        tcfg = self.ctx.config.translate
+        target = (target or (self.state.wearer if self.state else tcfg.wearer_language)).lower()
         info: dict[str, Any] = {"mode": "sign", "target": target}
         trace.translation = info
         if target not in tcfg.language_list:
-            await self._speak_text(unsupported(target), sink, trace)
-            return trace
+            return _say(unsupported(target))
         started = time.monotonic()
         frame = await camera.capture() if camera is not None and camera.has_camera else None
         trace.span("camera", "capture", started, time.monotonic())
-        if frame is None or self.vision is None or getattr(self.vision, "reader", None) is None:
+        if frame is None or vision is None or getattr(vision, "reader", None) is None:
             info["outcome"] = "no-camera"
-            spoken = NO_CAMERA.spoken if frame is None else "Reading text is not enabled on this device."
-            await self._speak_text(spoken, sink, trace)
-            return trace
+            return _say(NO_CAMERA.spoken if frame is None else "Reading text is not enabled on this device.")
         if frame.problem is not None:
             info["outcome"] = frame.problem
-            await self._speak_text(problem(frame.problem, str(frame.metadata.get("error", ""))).spoken, sink, trace)
-            return trace
+            return _say(problem(frame.problem, str(frame.metadata.get("error", ""))).spoken)
         started = time.monotonic()
-        answer = await self._call("vision", self.vision.answer, "read", frame.jpeg, question=question,
-                                  metadata=frame.metadata)
+        answer = await self.ctx.call("vision", vision.answer, "read", frame.jpeg, question=turn.text,
+                                     metadata=frame.metadata)
         trace.span("vision", "read", started, time.monotonic())
         info["read"] = [(ln.text, ln.score) for ln in answer.lines]
         if answer.problem is not None:
             info["outcome"] = answer.problem.code
-            await self._speak_text(answer.spoken, sink, trace)
-            return trace
+            return _say(answer.spoken)
         text = sign_text(answer.lines)
         info["text"] = text
         if not text:
             info["outcome"] = "no-text"
-            await self._speak_text(NO_TEXT, sink, trace)
-            return trace
+            return _say(NO_TEXT)
         source = guess_language(text, tcfg.language_list)
         info["source"] = source
         if source == target:
             info["outcome"] = "already"
-            await self._speak_text(f"It's already in {name(target)}: {text}", sink, trace, voice=self.voice_for(target))
-            return trace
-        await self.captions.emit(CaptionEvent("transcript", text, source or "", turn=trace.turn))
+            return _say(f"It's already in {name(target)}: {text}", voice=self.voice_for(target))
+        await self.ctx.captions.emit(CaptionEvent("transcript", text, source or "", turn=trace.turn))
         try:
-            await self._call("stt", self.load_translation)
+            await self.load()
         except AssistantError as err:
             info["outcome"] = "unavailable"
-            await self._speak_text("Sorry, translation is not available: " + str(err).split(";")[0] + ".",
-                                   sink, trace)
-            return trace
+            return _say("Sorry, translation is not available: " + str(err).split(";")[0] + ".")
         started = time.monotonic()
-        translation: Translation = await self._call(self._mt_pool, self.translator().translate, text, source or "auto",
-                                                    target)
+        translation: Translation = await self.ctx.call(
+            self.ctx.engines.mt_worker, self.translator().translate, text, source or "auto", target,
+            cancel=turn.cancel)
         trace.span("llm", "translate the sign", started, time.monotonic())
         info.update(outcome="translated" if translation.ok else "not-translated", translation=translation.text,
                     engine=translation.engine, model=translation.model, why=translation.why,
                     timings=translation.timings)
         if not translation.ok:
-            await self._speak_text(NOT_TRANSLATED, sink, trace)
-            return trace
-        await self.captions.emit(CaptionEvent("translation", translation.text, target, turn=trace.turn))
+            return _say(NOT_TRANSLATED)
+        await self.ctx.captions.emit(CaptionEvent("translation", translation.text, target, turn=trace.turn))
         voice = self.voice_for(target)
         lead = "The sign says:" if target == "en" else None
         if lead and voice is None:
-            await self._speak_text(f"{lead} {translation.text}", sink, trace)
-        else:
-            await self._speak_text(translation.text, sink, trace, voice=voice)
-        return trace
-
-    async def _speak_text(self, text: str, sink: AudioSink, trace: TurnTrace, *, voice: str | None = None) -> None:
-        """Say a complete text phrase by phrase (the first phrase plays while the next is made).
-
-        A voice that cannot be loaded (no espeak-ng voice for the language) falls back to the
-        default voice rather than leaving the wearer with silence.
-        """
-        if voice is not None:
-            try:
-                await self._call("tts", self.voice, voice)
-            except AssistantError as err:
-                log.warning("voice %s: %s; the default voice speaks", voice, err)
-                voice = None
-        await self.say_whole(text, sink, trace, voice=voice)
-        trace.reply = trace.reply or " ".join(trace.phrases) or text
+            return _say(f"{lead} {translation.text}")
+        return _say(translation.text, voice=voice)
 
     async def translate_text(self, text: str, source: str, target: str) -> Translation:
         """Translate typed text (``translate TEXT --from fr``); loads the translator on first use."""
-        await self._call("stt", self.load_translation)
-        return await self._call(self._mt_pool, self.translator().translate, text, source, target)
+        await self.load()
+        return await self.ctx.call(self.ctx.engines.mt_worker, self.translator().translate, text, source, target)
 
+
+class TranslateIntentRoute:
+    """Translation's own phrases ("translate for me", "translate this"), as a route of its own."""
+
+    name = "translate-intent"
+
+    def __init__(self, skill: TranslationSkill) -> None:
+        self.skill = skill
+
+    async def reply(self, turn: Turn) -> Reply | None:
+        return await self.skill.reply_to_intent(turn)
+
+    def claims(self, text: str) -> bool:
+        return self.skill.claims_intent(text)
+
+
+def _say(text: str, *, voice: str | None = None) -> Reply:
+    """Translation's replies are said but are not chat history (the chat LLM never sees them)."""
+    return Reply.say(text, voice=voice, history=False)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """``glasses-assistant translate``: one text or one WAV, translated and printed (and spoken with --out)."""
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ def translate_once(config: Config, text: str | None, wav: Path | None, source: s
     from ..audio.io import SAMPLE_RATE, read_wav, resample, write_wav
     from ..catalog import load_catalogue
     from ..engines.stt import WhisperEngine
-    from ..engines.voices import open_voice
+    from ..engines.voices import Voice, open_voice
     from ..errors import ConfigError
-    from ..pipeline import resolve_model
     from .engines import NOT_TRANSLATED, WhisperTranslator
     from .factory import open_translator
 
@@ -28,7 +28,7 @@ def translate_once(config: Config, text: str | None, wav: Path | None, source: s
                               "see --translate-languages")
     t0 = time.perf_counter()
     if wav is not None:
-        path, stt_id = resolve_model(catalogue, "stt", tcfg.stt_model)
+        path, stt_id = catalogue.resolve("stt", tcfg.stt_model)
         stt = WhisperEngine(path, config.stt)
         audio = resample(*read_wav(wav), SAMPLE_RATE)
         if tcfg.engine == "whisper":
@@ -60,8 +60,8 @@ def translate_once(config: Config, text: str | None, wav: Path | None, source: s
         if lang_voice is None:
             from ..engines.tts import PiperEngine
 
-            vpath, _ = resolve_model(catalogue, "tts", None)
-            voice = PiperEngine(vpath, config.tts)
+            vpath, _ = catalogue.resolve("tts", None)
+            voice: Voice = PiperEngine(vpath, config.tts)
         else:
             voice = open_voice(lang_voice, catalogue, config.tts)
         write_wav(out, voice.synthesize(result.text), voice.sample_rate)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Sign text: keep what OCR read with confidence and that looks like words; guess its language.
 
 Why a word-list heuristic for the language: the text is short and printed, Whisper hears

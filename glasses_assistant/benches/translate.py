@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Translation benchmark: chrF (sacrebleu) per engine and model on the traveller test set,
 and end-of-speech -> first translated audio through the real loop in conversation mode.
 
@@ -19,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Config
-from .languages import name
+from ..config import SHIPPED_LLMS, Config
+from ..translate.languages import name
 
 LANGS = ("fr", "es", "de")
-DEFAULT_MODELS = ("smollm2-135m-instruct-q4_1", "qwen2.5-coder-0.5b-q4_k_m", "qwen2.5-coder-1.5b-q4_k_m")
+DEFAULT_MODELS = SHIPPED_LLMS
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def run_translate_bench(config: Config, *, models: tuple[str, ...] = DEFAULT_MOD
                         testset: Path | None = None, progress: Callable[[str], None] = print) -> dict[str, Any]:
     from ..catalog import load_catalogue
     from ..errors import ModelMissingError
-    from .factory import open_translator
+    from ..translate.factory import open_translator
 
     catalogue = load_catalogue(cache_dir=Path(config.models_dir).expanduser() if config.models_dir else None)
     phrases = load_testset(testset)
@@ -133,9 +134,8 @@ def _whisper_scores(config: Config, catalogue: Any, phrases: list[Phrase], langs
                     progress: Callable[[str], None]) -> dict[str, Any]:
     """Whisper's speech-to-English on the source phrases spoken by espeak-ng (X->en only)."""
     from ..engines.stt import WhisperEngine
-    from ..pipeline import resolve_model
 
-    path, model_id = resolve_model(catalogue, "stt", config.translate.stt_model)
+    path, model_id = catalogue.resolve("stt", config.translate.stt_model)
     stt = WhisperEngine(path, config.stt)
     progress(f"  whisper {model_id} (task=translate, speech by espeak-ng, language given)")
     scores: dict[str, Any] = {}

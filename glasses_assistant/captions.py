@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Captions: the running transcript and its translation as a stream of text events.
 
 The loop emits a :class:`CaptionEvent` for what was heard (``transcript``) and for what it
@@ -14,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-log = logging.getLogger("glasses_assistant")
+log = logging.getLogger(__name__)
 
-Kind = Literal["transcript", "translation"]
+Kind = Literal["transcript", "translation", "answer"]
+"""``answer``: a phrase of the reply as it starts playing (for a display that shows the answer text)."""
 
 
 @dataclass(frozen=True)
@@ -60,11 +62,32 @@ class Captions:
                 log.warning("caption listener failed: %s", err)
 
 
+def display_listener(client: Any) -> Listener:
+    """The answer text, and captions, on a display that shows one text (``client.show_text``, never waits).
+
+    The answer grows phrase by phrase while it is spoken; a caption replaces it."""
+    shown: dict[str, Any] = {"turn": None, "text": ""}
+
+    def show(event: CaptionEvent) -> None:
+        if event.kind == "answer":
+            if shown["turn"] != event.turn:
+                shown["turn"], shown["text"] = event.turn, ""
+            shown["text"] = f"{shown['text']} {event.text}".strip()
+            client.show_text(shown["text"])
+        else:
+            shown["turn"] = None
+            client.show_text(event.text)
+
+    return show
+
+
 def bridge_listener(client: Any) -> Listener:
     """Send captions to the glasses' display (nothing is sent when they have none)."""
     from firmware_bridge.messages import Caption
 
     async def send(event: CaptionEvent) -> None:
+        if event.kind == "answer":
+            return  # the bridge protocol's captions are what was heard and its translation
         kind = Caption.TRANSLATION if event.kind == "translation" else Caption.TRANSCRIPT
         await client.caption(event.text, kind=kind, language=event.language, final=event.final,
                              caption_id=event.turn)

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 """`glasses-assistant bench`: voice-to-voice latency over N spoken prompts.
 
 Each prompt is spoken by the TTS voice (at a few different paces) or read from
@@ -21,15 +22,16 @@ import platform
 import resource
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .audio.io import SAMPLE_RATE, WavSink, WavSource, read_wav, resample
-from .config import Config
-from .pipeline import Assistant
-from .trace import STAGES, TurnTrace
+from ..audio.io import SAMPLE_RATE, WavSink, WavSource, read_wav, resample
+from ..config import TINY_SYSTEM_PROMPT, Config
+from ..pipeline import Assistant
+from ..trace import STAGES, TurnTrace
 
 PROMPTS = [
     "What is the capital of France?",
@@ -66,24 +68,25 @@ def percentile(values: list[float], q: float) -> float | None:
 def summarise(traces: list[TurnTrace]) -> dict[str, Any]:
     """p50/p95 of voice-to-voice and of each stage, and each stage's share of the median."""
     answered = [t for t in traces if t.voice_to_voice_ms is not None]
-    v2v = [t.voice_to_voice_ms for t in answered]  # type: ignore[misc]
+    v2v = [v for t in answered if (v := t.voice_to_voice_ms) is not None]
     stages: dict[str, dict[str, float | None]] = {}
-    p50_total = percentile(v2v, 50) or 0.0  # type: ignore[arg-type]
+    p50_total = percentile(v2v, 50) or 0.0
     for stage in STAGES:
-        vals = [t.stage_ms()[stage] for t in answered if t.stage_ms()[stage] is not None]
-        p50 = percentile(vals, 50)  # type: ignore[arg-type]
+        vals = [ms for t in answered if (ms := t.stage_ms()[stage]) is not None]
+        p50 = percentile(vals, 50)
         stages[stage] = {
-            "p50_ms": _r(p50), "p95_ms": _r(percentile(vals, 95)),  # type: ignore[arg-type]
+            "p50_ms": _r(p50), "p95_ms": _r(percentile(vals, 95)),
             "share_of_p50": _r(p50 / p50_total, 3) if p50 is not None and p50_total else None,
         }
     return {
         "turns": len(traces),
         "answered": len(answered),
-        "voice_to_voice_ms": {"p50": _r(p50_total), "p95": _r(percentile(v2v, 95)),  # type: ignore[arg-type]
+        "voice_to_voice_ms": {"p50": _r(p50_total), "p95": _r(percentile(v2v, 95)),
                               "min": _r(min(v2v, default=None)), "max": _r(max(v2v, default=None))},
         "stages": stages,
         "speculative_stt_used": sum(t.speculative_stt for t in answered),
         "early_ends": sum(t.early_end for t in answered),
+        "preemptive_kept": sum(bool(t.early and t.early.get("preemptive") == "kept") for t in answered),
         "first_turn_ms": answered[0].voice_to_voice_ms if answered else None,
     }
 
@@ -102,40 +105,47 @@ def spoken_prompts(assistant: Assistant, n: int, wav_dir: Path | None) -> list[t
     if wav_dir is not None:
         files = sorted(wav_dir.glob("*.wav"))[:n]
         return [(f.stem, resample(*read_wav(f), SAMPLE_RATE)) for f in files]
-    from dataclasses import replace
-
-    from .engines.tts import PiperEngine
-
     assert assistant.tts is not None
     out = []
-    voices: dict[float, PiperEngine] = {}
     for i in range(n):
         text = PROMPTS[i % len(PROMPTS)]
-        pace = PACES[i % len(PACES)]
-        if pace not in voices:
-            # Repeatable prompts (Piper's random variation off) so runs compare like for like.
-            cfg = replace(assistant.config.tts, length_scale=pace, noise_scale=0.0, noise_w=0.0)
-            voices[pace] = PiperEngine(assistant.model_paths["tts"], cfg)
-        voice = voices[pace]
+        # Repeatable prompts (Piper's random variation off) so runs compare like for like; the
+        # assistant's own loaded voice at each pace, so the prompts add nothing to the peak RSS.
+        voice = assistant.tts.variant(length_scale=PACES[i % len(PACES)], noise_scale=0.0, noise_w=0.0)
         out.append((text, resample(voice.synthesize(text), voice.sample_rate, SAMPLE_RATE)))
     return out
 
 
 
-# Each technique switched off on its own, for --ablate: (name, {stage: {field: value}}).
+OLD_SYSTEM_PROMPT = TINY_SYSTEM_PROMPT
+"""The prompt before it was re-tuned for the 1.5B (the --ablate variant "the old system prompt")."""
+
+# Each technique switched off (or changed) on its own, for --ablate: (name, {stage: {field: value}}).
 ABLATIONS: list[tuple[str, dict[str, dict[str, Any]]]] = [
     ("no early end", {"vad": {"min_end_silence_ms": None}}),  # None: = end_silence_ms
     ("no speculative stt", {"stt": {"speculative": False}}),
     ("30 s whisper window", {"stt": {"window_s": 30}}),
+    ("no prefill while speaking", {"llm": {"prefill_every_ms": 0}}),
+    ("no preemptive generation", {"llm": {"preemptive": False}}),
+    ("neither prefill nor preemption", {"llm": {"prefill_every_ms": 0, "preemptive": False}}),
     ("sentence-level first phrase", {"tts": {"first_phrase_words": 30}}),
+    ("first phrase of 2 words", {"tts": {"first_phrase_words": 2}}),
+    ("first phrase of 6 words", {"tts": {"first_phrase_words": 6}}),
+    ("llm on 1 thread", {"llm": {"threads": 1}}),
+    ("the old system prompt", {"llm": {"system_prompt": OLD_SYSTEM_PROMPT}}),
 ]
+# The end of turn before the end-of-turn policy (--vs-punctuation): the transcript's punctuation alone,
+# no Smart Turn, no take-back; side by side with the streaming loop, prompt by prompt.
+PUNCTUATION_END: dict[str, dict[str, Any]] = {"vad": {"end_policy": "punctuation", "take_back_ms": 0}}
+DRAFT_MODEL = "qwen2.5-coder-0.5b-q4_k_m"
+"""The draft model of the speculative decoding variant (same tokenizer as the 1.5B)."""
 # The plain pipeline transcribes as faster-whisper does out of the box (a 30 s window).
 BASELINE: dict[str, dict[str, Any]] = {"stt": {"window_s": 30}}
 
 
 def variant_config(base: Config, changes: dict[str, dict[str, Any]]) -> Config:
     """``base`` with some stage fields changed (None for min_end_silence_ms: switched off)."""
-    from .config import with_overrides
+    from ..config import with_overrides
 
     resolved = {stage: {k: (base.vad.end_silence_ms if v is None and k == "min_end_silence_ms" else v)
                         for k, v in fields.items()} for stage, fields in changes.items()}
@@ -147,10 +157,29 @@ def use_config(assistant: Assistant, config: Config) -> None:
     assistant.config = config
     if assistant.stt is not None:
         assistant.stt.cfg = config.stt
+    if assistant.llm is not None:
+        assistant.llm.cfg = config.llm
+        if hasattr(assistant.llm, "set_threads"):
+            assistant.llm.set_threads(config.llm.threads)
+    personal = assistant.personal
+    personal.conversation.system_prompt = personal.prompt_for(personal.persona)
+
+
+def forget_last_question(assistant: Assistant) -> None:
+    """Leave only the system prompt in the LLM's KV cache, as a new question finds it.
+
+    Every mode answers the same prompt in turn; without this, the mode that goes second would find
+    the whole question already evaluated by the first (llama.cpp's prefix reuse), which is exactly
+    the work prefill and preemptive generation are there to hide.
+    """
+    if assistant.llm is not None and hasattr(assistant.llm, "warm"):
+        assistant.llm.warm([{"role": "system", "content": assistant.conversation.system_prompt},
+                            {"role": "user", "content": "Hello."}])
 
 
 async def _one_turn(assistant: Assistant, audio: np.ndarray, *, sequential: bool) -> list[TurnTrace]:
     assistant.conversation.clear()  # independent prompts: the same prompt length every time
+    forget_last_question(assistant)
     source = WavSource.from_samples([audio], realtime=True, gap_s=1.5, lead_s=0.3)
     return await assistant.serve(source, WavSink(os.devnull), sequential=sequential)
 
@@ -167,7 +196,7 @@ BARGE_IN_OPENERS = [
 async def _barge_in_trial(assistant: Assistant, opener: np.ndarray, question: np.ndarray,
                           after_s: float) -> dict[str, Any]:
     """One long answer talked over in the virtual room; the stop times on one clock."""
-    from .audio.room import AcousticRoom, Utterance
+    from ..audio.room import AcousticRoom, Utterance
 
     assistant.conversation.clear()
     assistant.interruptions.clear()
@@ -191,7 +220,7 @@ def run_barge_in(assistant: Assistant, n: int) -> dict[str, Any]:
     voiced sample (includes ``[bargein] min_speech_ms``), and minus the capture time of
     the chunk on which the barge-in was decided.
     """
-    from .audio.io import SAMPLE_RATE as RATE
+    from ..audio.io import SAMPLE_RATE as RATE
 
     assert assistant.tts is not None
     tts = assistant.tts
@@ -215,6 +244,58 @@ def run_barge_in(assistant: Assistant, n: int) -> dict[str, Any]:
     }
 
 
+def run_draft_pass(assistant: Assistant, config: Config, clips: list[tuple[str, np.ndarray]]) -> dict[str, Any]:
+    """Speculative decoding, switched on: a second copy of the chat LLM with the 0.5B as its draft,
+    answering the same prompts in turn with the plain one (the streaming loop otherwise as shipped).
+
+    A pass of its own because it loads another model: its memory is measured as the resident memory
+    the draft-carrying copy adds, and the report's peak RSS is taken before it.
+    """
+    from ..catalog import ModelMissingError
+    from ..engines.llm import LlamaEngine
+    from ..engines.workers import current_rss_mb
+    from ..errors import ModelError
+
+    plain = assistant.llm
+    try:
+        draft_path, draft_id = assistant.catalogue.resolve("llm", DRAFT_MODEL)
+    except (ModelError, ModelMissingError) as err:
+        print(f"speculative decoding skipped: {err}", flush=True)
+        return {"skipped": str(err)}
+    print(f"speculative decoding: loading {assistant.model_ids.get('llm')} with {draft_id} as its draft ...",
+          flush=True)
+    rss0 = current_rss_mb()
+    drafted = LlamaEngine(assistant.model_paths["llm"], replace(config.llm, draft_model=draft_id),
+                          name=assistant.model_ids.get("llm"), draft_path=draft_path)
+    drafted.warm([{"role": "system", "content": assistant.conversation.system_prompt},
+                  {"role": "user", "content": "Hello."}])
+    rss1 = current_rss_mb()
+    traces: dict[str, list[TurnTrace]] = {"streaming": [], "drafted": []}
+    try:
+        for i, (_text, audio) in enumerate(clips, 1):
+            order = ("streaming", "drafted") if i % 2 else ("drafted", "streaming")
+            for mode in order:
+                assistant.llm = drafted if mode == "drafted" else plain
+                traces[mode] += asyncio.run(_one_turn(assistant, audio, sequential=False))
+            print(f"  [{i:>2}/{len(clips)}] plain {_f(traces['streaming'][-1].voice_to_voice_ms):>5} ms  "
+                  f"drafted {_f(traces['drafted'][-1].voice_to_voice_ms):>5} ms", flush=True)
+    finally:
+        assistant.llm = plain
+    plain_s, drafted_s = summarise(traces["streaming"]), summarise(traces["drafted"])
+    return {
+        "draft_model": draft_id, "draft_tokens": config.llm.draft_tokens,
+        "plain_p50_ms": plain_s["voice_to_voice_ms"]["p50"], "plain_p95_ms": plain_s["voice_to_voice_ms"]["p95"],
+        "drafted_p50_ms": drafted_s["voice_to_voice_ms"]["p50"],
+        "drafted_p95_ms": drafted_s["voice_to_voice_ms"]["p95"],
+        "plain_llm_p50_ms": plain_s["stages"]["llm"]["p50_ms"],
+        "drafted_llm_p50_ms": drafted_s["stages"]["llm"]["p50_ms"],
+        "rss_of_drafted_copy_mb": round(rss1 - rss0, 1) if rss0 is not None and rss1 is not None else None,
+        "rss_of_plain_llm_mb": assistant.engines.rss_mb.get("llm"),
+        "note": "with a draft model llama-cpp-python keeps the logits of every context position: up to "
+                f"{config.llm.context} x vocabulary x 4 bytes more as the context fills",
+    }
+
+
 def process_age_s() -> float | None:
     """Seconds since this process started (Linux /proc), for the cold-start figure."""
     try:
@@ -229,7 +310,7 @@ def process_age_s() -> float | None:
 def run_bench(config: Config, *, prompts: int = 20, json_path: Path | None = None,
               wav_dir: Path | None = None, sequential: bool = True, trace_path: Path | None = None,
               png_path: Path | None = None, compare: Path | None = None, ablate: bool = False,
-              barge_in: int = 5) -> int:
+              barge_in: int = 5, quality: bool = False, vs_punctuation: bool = False) -> int:
     """Run the benchmark, print the table, write JSON/trace/PNG; return the exit status."""
     t_start = time.perf_counter()
     assistant = Assistant(config)
@@ -239,6 +320,9 @@ def run_bench(config: Config, *, prompts: int = 20, json_path: Path | None = Non
     clips = spoken_prompts(assistant, prompts, wav_dir)
     modes = ["streaming", "sequential"] if sequential else ["streaming"]
     configs = {"streaming": config, "sequential": variant_config(config, BASELINE)}
+    if vs_punctuation:
+        modes.append("punctuation end of turn")
+        configs["punctuation end of turn"] = variant_config(config, PUNCTUATION_END)
     if ablate:
         modes.append("sequential, 10 s window")
         configs["sequential, 10 s window"] = config
@@ -268,6 +352,8 @@ def run_bench(config: Config, *, prompts: int = 20, json_path: Path | None = Non
     if barge_in > 0:
         print(f"barge-in: {barge_in} long answers talked over in a virtual room (echo -15 dB, 8 ms) ...", flush=True)
         barge = run_barge_in(assistant, barge_in)
+    peak_rss = peak_rss_mb()  # before the speculative decoding pass loads a second copy of the LLM
+    draft = run_draft_pass(assistant, config, clips) if ablate else None
     assistant.close()
     summaries = {m: summarise(traces[m]) for m in modes}
     report: dict[str, Any] = {
@@ -281,7 +367,8 @@ def run_bench(config: Config, *, prompts: int = 20, json_path: Path | None = Non
                 "pause_ms": config.vad.pause_ms},
         "cold_start_s": round(age if age is not None else ready_s, 2),
         "load_s": load_s,
-        "peak_rss_mb": peak_rss_mb(),
+        "rss_mb_by_stage": dict(assistant.engines.rss_mb),
+        "peak_rss_mb": peak_rss,
         "summary": summaries["streaming"],
         "modes": summaries,
         "turns": rows,
@@ -302,7 +389,17 @@ def run_bench(config: Config, *, prompts: int = 20, json_path: Path | None = Non
                 if summaries[m]["voice_to_voice_ms"]["p50"] is not None and base is not None else None}
             for m in modes if m != "streaming"
         }
+        if draft is not None:
+            report["speculative_decoding"] = draft
     print(format_table(report))
+    if quality:
+        # After the latency figures (and their peak RSS) are taken: a fresh assistant per model.
+        from .quality import format_quality, run_quality
+
+        del assistant
+        model = report["models"].get("llm") or config.llm.wanted or "default"
+        report["quality"] = run_quality(config, models=[model], progress=lambda m: print(m, flush=True))
+        print(format_quality(report["quality"]))
     if compare is not None:
         print(format_comparison(report, json.loads(compare.read_text())))
     if json_path is not None:
@@ -350,12 +447,20 @@ def format_table(report: dict[str, Any]) -> str:
                      f"(median of per-prompt ratios {report['ratio_of_medians_pairwise']})")
     s = modes["streaming"]
     lines.append(f"  streaming: speculative transcripts used {s['speculative_stt_used']}/{s['answered']}, "
-                 f"turns ended early on a finished sentence {s['early_ends']}/{s['answered']}")
+                 f"turns ended early on a finished sentence {s['early_ends']}/{s['answered']}, "
+                 f"preemptive answers kept {s['preemptive_kept']}/{s['answered']}")
     if "ablation" in report:
         lines.append("  each technique switched off alone (same prompts, same run):")
         for m, a in report["ablation"].items():
+            cost = a["p50_cost_of_switching_off_ms"]
             lines.append(f"    {m:<30} p50 {_f(a['p50_ms']):>6} ms  p95 {_f(a['p95_ms']):>6} ms  "
-                         f"(+{_f(a['p50_cost_of_switching_off_ms'])} ms at p50)")
+                         f"({'-' if cost is None else f'{cost:+.0f}'} ms at p50)")
+    if report.get("speculative_decoding", {}).get("drafted_p50_ms") is not None:
+        d = report["speculative_decoding"]
+        lines.append(f"  speculative decoding ({d['draft_model']} drafting {d['draft_tokens']} tokens), own pass: "
+                     f"p50 {_f(d['drafted_p50_ms'])} ms vs {_f(d['plain_p50_ms'])} ms without "
+                     f"(llm stage {_f(d['drafted_llm_p50_ms'])} vs {_f(d['plain_llm_p50_ms'])} ms); the drafting "
+                     f"copy takes {_f(d['rss_of_drafted_copy_mb'])} MB vs {_f(d['rss_of_plain_llm_mb'])} MB")
     if "barge_in" in report:
         b = report["barge_in"]
         lines.append(f"  barge-in stop latency ({b['stopped']}/{b['trials']} stopped; wearer's first voiced sample "
@@ -371,11 +476,12 @@ def format_table(report: dict[str, Any]) -> str:
 def format_comparison(new: dict[str, Any], old: dict[str, Any]) -> str:
     """Side by side with an earlier --json report (same machine, ideally same day)."""
     def get(r: dict[str, Any], *keys: str) -> float | None:
+        node: Any = r  # parsed JSON: a dict until the last key, then the number
         for k in keys:
-            if not isinstance(r, dict) or k not in r:
+            if not isinstance(node, dict) or k not in node:
                 return None
-            r = r[k]
-        return r  # type: ignore[return-value]
+            node = node[k]
+        return node
 
     lines = ["", f"compared with the report of {old.get('when', '?')}:"]
     for label, keys in [("p50 ms", ("summary", "voice_to_voice_ms", "p50")),
@@ -383,8 +489,10 @@ def format_comparison(new: dict[str, Any], old: dict[str, Any]) -> str:
                         ("ratio", ("ratio_p50",)), ("cold start s", ("cold_start_s",)),
                         ("peak RSS MB", ("peak_rss_mb",))]:
         a, b = get(old, *keys), get(new, *keys)
-        numbers = isinstance(a, (int, float)) and isinstance(b, (int, float)) and a
-        delta = f"{(b - a) / a * 100:+.0f}%" if numbers else ""  # type: ignore[operator]
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)) and a:
+            delta = f"{(b - a) / a * 100:+.0f}%"
+        else:
+            delta = ""
         lines.append(f"  {label:<14}{_f(a):>10} -> {_f(b):<10} {delta}")
     return "\n".join(lines)
 
@@ -427,14 +535,15 @@ def write_chrome_trace(path: Path, traces: dict[str, list[TurnTrace]]) -> None:
 
 def write_waterfall(path: Path, traces: dict[str, list[TurnTrace]]) -> bool:
     """A picture of the median streaming turn (and the same prompt sequentially)."""
-    try:
-        import matplotlib
+    from ..extras import hint, missing
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("waterfall skipped: pip install matplotlib")
+    if missing("matplotlib"):
+        print("waterfall skipped: " + hint("matplotlib", "bench", "the waterfall picture"))
         return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     streaming = [t for t in traces["streaming"] if t.voice_to_voice_ms is not None]
     if not streaming:
         return False

@@ -1,0 +1,478 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""`glasses-assistant bench --turns`: does the end of turn cut the wearer off, and how long does it wait?
+
+Utterances are spoken by more than one voice (Piper's and espeak-ng's, each at two paces): requests
+with a natural mid-sentence pause (written with a comma there, so the voice says the first half as a
+phrase that goes on; the comma's gap is then stretched to 300-900 ms) and finished requests said in
+one breath. Each utterance runs through the real front end of the loop, chunk by chunk: Silero VAD,
+the end-of-turn detector and, at each pause, the real speculative Whisper transcription and the real
+Smart Turn judgement, run at the same time on two threads as the listener runs them, each result
+arriving after the time it really took on this machine. Every policy (:mod:`..turn_policy`) is then
+replayed over that same record, so all of them are judged on identical audio, VAD decisions and model
+outputs, side by side in one run.
+
+Scored per policy:
+
+* false cut-offs: a paused utterance whose turn ended in the pause (answered before the wearer had
+  finished; the punctuation rule's "Set a timer." / "for ten minutes" failure);
+* missed ends: an utterance whose end was not recognised, so the turn ended only when the policy ran
+  out of patience (the silence limit);
+* end-of-turn wait: from the wearer's last voiced chunk to the decision, p50/p95, on finished
+  utterances (the target: 300 ms p50) and on every utterance's real end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..audio.io import SAMPLE_RATE, resample
+from ..audio.smart_turn import SmartTurn
+from ..audio.vad import SileroVad
+from ..catalog import load_catalogue
+from ..config import Config
+from ..engines.stt import WhisperEngine
+from ..engines.voices import open_voice
+from ..errors import ConfigError
+from ..turn import EndOfTurnDetector, SpeechPaused, SpeechResumed, SpeechStarted, TurnEnded
+from ..turn_policy import EndOfTurnPolicy
+
+# The comma marks where the wearer pauses: the voice then says the first half as a phrase that
+# goes on, as a person searching for the next word does.
+PAUSED = [
+    "Set a timer, for ten minutes.",
+    "What is the capital of, Australia?",
+    "Remind me to buy milk, and eggs tomorrow.",
+    "Tell me about the, history of Rome.",
+    "How far is it from London, to Paris?",
+    "Turn the volume up, a little bit.",
+    "What time is it, in Tokyo?",
+    "Translate good morning, into French.",
+    "Set an alarm, for seven tomorrow morning.",
+    "What is the weather like, in Berlin today?",
+    "Call my sister, when I get home.",
+    "How many grams are in, a pound?",
+    "Add bread, to my shopping list.",
+    "Who wrote, the Old Man and the Sea?",
+    "Read me the sign, on the left.",
+    "Remind me, to water the plants.",
+]
+FINISHED = [
+    "What is the capital of France?",
+    "Set a timer for five minutes.",
+    "Turn it off.",
+    "What time is it?",
+    "Tell me a joke.",
+    "How tall is Mount Everest?",
+    "What am I looking at?",
+    "Thank you.",
+    "Translate hello into Spanish.",
+    "Remind me to call mum at six.",
+    "What is the weather tomorrow?",
+    "How do you say thank you in German?",
+    "Who painted the Mona Lisa?",
+    "Add eggs to my shopping list.",
+    "Stop the music.",
+    "How many days are in a year?",
+]
+VOICES = (("piper-en-us-joe-medium", 1.0), ("piper-en-us-joe-medium", 1.25),
+          ("espeak-ng:en-us", 1.0), ("espeak-ng:en-us", 0.85))
+"""(voice, length_scale): Piper's default voice and espeak-ng's, each at its own pace and a slower
+(Piper) or faster (espeak-ng) one."""
+PAUSES_MS = (300, 450, 600, 750, 900)
+POLICY_NAMES = ("punctuation", "smart-turn", "combined")
+REPLY_MS = 700
+"""Default for ``--reply-ms``: the least time from an early end to the first reply audio, so that a
+wearer who goes on sooner takes the turn back (measured: see README, Turn-taking)."""
+CHUNK = 512
+CHUNK_MS = 32.0
+LEAD_S, TAIL_S = 0.4, 2.0
+
+
+@dataclass
+class Utterance:
+    voice: str
+    text: str
+    audio: np.ndarray
+    resume_s: float | None
+    """Where the second half starts (paused utterances), in seconds from the start of ``audio``."""
+
+
+@dataclass
+class Pause:
+    """One pause the detector reported, and what the models said about it (with when)."""
+
+    chunk: int
+    transcript: str
+    stt_s: float
+    probability: float
+    turn_s: float
+
+
+@dataclass
+class Record:
+    """One utterance through the front end: per chunk, silence and events; per pause, the models."""
+
+    utt: Utterance
+    silence: list[int] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    resumes: dict[int, float] = field(default_factory=dict)
+    pauses: dict[int, Pause] = field(default_factory=dict)
+    speech_end_s: float = 0.0
+    """The last voiced chunk's end: where end-of-turn wait starts."""
+    ends: list[int] = field(default_factory=list)
+    """Chunks where the detector itself ended the turn (its silence limit: the longest patience)."""
+
+
+def stretch_gap(audio: np.ndarray, pause_ms: int) -> tuple[np.ndarray, float]:
+    """Find the comma's gap (the longest quiet run inside the utterance) and stretch it to ``pause_ms``.
+
+    Returns the new audio and where the speech after the gap starts (seconds).
+    """
+    hop = SAMPLE_RATE // 100
+    frames = audio[: len(audio) // hop * hop].reshape(-1, hop)
+    level = 20 * np.log10(np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1)) + 1e-9)
+    quiet = level < level.max() - 35.0
+    voiced = np.flatnonzero(~quiet)
+    first, last = int(voiced[0]), int(voiced[-1])
+    best, best_len, i = 0, 0, first
+    while i < last:
+        if quiet[i]:
+            j = i
+            while j < last and quiet[j]:
+                j += 1
+            if j - i > best_len:
+                best, best_len = i, j - i
+            i = j
+        else:
+            i += 1
+    gap_ms = best_len * 10
+    middle = (best + best_len // 2) * hop
+    extra = np.zeros(max(0, int((pause_ms - gap_ms) * SAMPLE_RATE / 1000)), np.float32)
+    out = np.concatenate([audio[:middle], extra, audio[middle:]])
+    return out, ((best + best_len) * hop + len(extra)) / SAMPLE_RATE
+
+
+def corpus(config: Config, progress: Callable[[str], None], per_voice: int | None = None) -> list[Utterance]:
+    """Every utterance (or the first ``per_voice`` of each kind), spoken by every voice of :data:`VOICES`
+    (repeatable: Piper's noise off)."""
+    catalogue = load_catalogue(cache_dir=Path(config.models_dir).expanduser() if config.models_dir else None)
+    out: list[Utterance] = []
+    lead = np.zeros(int(LEAD_S * SAMPLE_RATE), np.float32)
+    tail = np.zeros(int(TAIL_S * SAMPLE_RATE), np.float32)
+    for v, (spec, pace) in enumerate(VOICES):
+        voice = open_voice(spec, catalogue, replace(config.tts, length_scale=pace, noise_scale=0.0, noise_w=0.0))
+        name = f"{spec.split(':')[-1].replace('piper-', '')} x{pace:g}"
+        progress(f"speaking the utterances: {name}")
+
+        def say(text: str) -> np.ndarray:
+            return resample(voice.synthesize(text), voice.sample_rate, SAMPLE_RATE)  # noqa: B023
+
+        for i, text in enumerate(PAUSED[:per_voice]):
+            speech, resume = stretch_gap(say(text), PAUSES_MS[(i + v) % len(PAUSES_MS)])
+            out.append(Utterance(name, text, np.concatenate([lead, speech, tail]), LEAD_S + resume))
+        for text in FINISHED[:per_voice]:
+            out.append(Utterance(name, text, np.concatenate([lead, say(text), tail]), None))
+    return out
+
+
+def _both(stt: Callable[[], str], turn: Callable[[], float]) -> tuple[str, float, float, float]:
+    """Run the transcription and the end-of-turn model at once, as the listener's two workers do;
+    each result with the seconds it took from the common start."""
+    got: dict[str, Any] = {}
+    t0 = time.perf_counter()
+
+    def run(key: str, fn: Callable[[], Any]) -> None:
+        got[key] = fn()
+        got[key + "_s"] = time.perf_counter() - t0
+
+    threads = [threading.Thread(target=run, args=("stt", stt)), threading.Thread(target=run, args=("turn", turn))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return got["stt"], got["stt_s"], got["turn"], got["turn_s"]
+
+
+def _text(stt: WhisperEngine, audio: np.ndarray) -> str:
+    return stt.transcribe(audio).text
+
+
+def front_end(utt: Utterance, vad: SileroVad, detector: EndOfTurnDetector, stt: WhisperEngine,
+              model: SmartTurn) -> Record:
+    """Run one utterance through VAD, the detector and (at each pause) both models."""
+    vad.reset()
+    detector.reset()
+    rec = Record(utt)
+    n = len(utt.audio) // CHUNK
+    for i in range(n):
+        samples = utt.audio[i * CHUNK:(i + 1) * CHUNK]
+        t = (i + 1) * CHUNK_MS / 1000.0
+        voiced = vad(samples) >= 0.5
+        for event in detector.process(samples, voiced, t):
+            if isinstance(event, SpeechStarted):
+                rec.starts.append(i)
+            elif isinstance(event, SpeechResumed):
+                rec.resumes[i] = event.t
+            elif isinstance(event, SpeechPaused):
+                text, stt_s, p, turn_s = _both(partial(_text, stt, event.audio),
+                                               partial(model.probability, event.audio))
+                rec.pauses[i] = Pause(i, text, stt_s, p, turn_s)
+            elif isinstance(event, TurnEnded):
+                rec.speech_end_s = event.speech_end_t
+                rec.ends.append(i)
+        rec.silence.append(detector.silence_chunks)
+        if voiced and detector.in_speech:
+            rec.speech_end_s = t
+    return rec
+
+
+@dataclass
+class Outcome:
+    end_s: float | None
+    reason: str
+    taken_back: int = 0
+
+
+@dataclass(frozen=True)
+class TakeBack:
+    """The listener's take-back (``[vad] take_back_ms``), as the replay applies it."""
+
+    reply_s: float
+    """The least time from an early end to the first reply audio: a wearer heard going on before it
+    takes the turn back."""
+    window_s: float
+    """The longest pause taken back (``take_back_ms``)."""
+    onset_s: float
+    """Speech the detector needs to hear before it says speech started again (``min_speech_ms``)."""
+
+
+def replay(rec: Record, policy: EndOfTurnPolicy, take_back: TakeBack | None = None) -> Outcome:
+    """When ``policy`` would have ended the turn over ``rec`` (the first end after speech started, or
+    with ``take_back`` the first one not taken back), deciding at each chunk and the moment each model
+    result arrives, as the listener does."""
+    started = False
+    transcript_at: tuple[float, str] | None = None
+    acoustic_at: tuple[float, float] | None = None
+    taken, skip_to = 0, -1
+    current: Pause | None = None
+    for i, silence in enumerate(rec.silence):
+        t = (i + 1) * CHUNK_MS / 1000.0
+        if i < skip_to:
+            continue
+        if i == skip_to:
+            policy.started()  # the listener's detector starts afresh, holding the turn taken back
+            transcript_at, acoustic_at = None, None
+            continue
+        if i in rec.starts:
+            policy.started()
+            started, transcript_at, acoustic_at = True, None, None
+        if not started:
+            continue
+        if i in rec.ends:  # the detector's own limit: the policy ran out of patience
+            return Outcome(t, "patience" if policy.uses_acoustic else "silence")
+        if i in rec.resumes:
+            policy.resumed(rec.resumes[i])
+            transcript_at, acoustic_at = None, None  # the speculation is dropped
+        pause = rec.pauses.get(i)
+        if pause is not None:
+            current = pause
+            transcript_at = (t + pause.stt_s, pause.transcript)
+            speech_end = t - silence * CHUNK_MS / 1000.0
+            asked = policy.paused(speech_end, silence * CHUNK_MS, transcribing=True)
+            acoustic_at = (t + pause.turn_s, pause.probability) if asked else None
+        if silence == 0:
+            continue
+        # Results that arrive before the next chunk are decided on at once (the listener's callbacks).
+        moments = sorted({t} | {m[0] for m in (transcript_at, acoustic_at) if m is not None and t <= m[0] < t + 0.032})
+        for moment in moments:
+            if acoustic_at is not None and acoustic_at[0] <= moment:
+                policy.acoustic(acoustic_at[1])
+                acoustic_at = (float("inf"), acoustic_at[1])
+            text = transcript_at[1] if transcript_at is not None and transcript_at[0] <= moment else None
+            verdict = policy.decide(silence * CHUNK_MS, text, transcribing=transcript_at is not None and text is None)
+            if verdict.reason == "ask" and current is not None:
+                # Asked only now (the words could not tell): it answers after the time it took at the
+                # pause, when it ran beside Whisper (an upper bound: alone it would be quicker).
+                acoustic_at = (moment + current.turn_s, current.probability)
+            if not verdict.end:
+                continue
+            if take_back is not None and verdict.reason == "finished":
+                later = [k for k in rec.resumes if k > i]
+                resume = rec.resumes[min(later)] if later else None
+                pause_s = resume - (t - silence * CHUNK_MS / 1000.0) if resume is not None else None
+                if resume is not None and pause_s is not None and pause_s <= take_back.window_s \
+                        and resume + take_back.onset_s < moment + take_back.reply_s:
+                    taken, skip_to = taken + 1, min(later)
+                    break  # the wearer went on before the reply was heard: the turn goes on
+            return Outcome(moment, verdict.reason, taken)
+    return Outcome(None, "no end", taken)
+
+
+def record_to_json(r: Record) -> dict[str, Any]:
+    """What the front end saw of one utterance: enough to replay any policy on it (``--replay``)."""
+    return {"voice": r.utt.voice, "text": r.utt.text, "resume_s": r.utt.resume_s, "speech_end_s": r.speech_end_s,
+            "silence": r.silence, "starts": r.starts, "resumes": {str(k): v for k, v in r.resumes.items()},
+            "ends": r.ends,
+            "pauses": [{"chunk": p.chunk, "transcript": p.transcript, "probability": p.probability,
+                        "stt_s": p.stt_s, "turn_s": p.turn_s} for p in r.pauses.values()]}
+
+
+def record_from_json(d: dict[str, Any]) -> Record:
+    utt = Utterance(d["voice"], d["text"], np.zeros(0, np.float32), d["resume_s"])
+    pauses = {p["chunk"]: Pause(p["chunk"], p["transcript"], p["stt_s"], p["probability"], p["turn_s"])
+              for p in d["pauses"]}
+    return Record(utt, list(d["silence"]), list(d["starts"]), {int(k): v for k, v in d["resumes"].items()},
+                  pauses, d["speech_end_s"], list(d.get("ends", [])))
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return float(np.percentile(np.asarray(values), q))
+
+
+def score(records: list[Record], make: Callable[[], EndOfTurnPolicy],
+          take_back: TakeBack | None = None) -> dict[str, Any]:
+    """False cut-offs, missed ends and end-of-turn waits of one policy over every record."""
+    cut, cut_finished, missed, waits_finished, waits_all, rows = 0, 0, 0, [], [], []
+    taken = 0
+    paused = [r for r in records if r.utt.resume_s is not None]
+    for rec in records:
+        out = replay(rec, make(), take_back)
+        taken += out.taken_back
+        # Ended before the wearer's last word: also when the wearer had just gone on and the VAD had
+        # not heard it yet (the reply would start over their voice).
+        is_cut = out.end_s is not None and out.end_s < rec.speech_end_s
+        rows.append({"voice": rec.utt.voice, "text": rec.utt.text, "end_s": out.end_s, "reason": out.reason,
+                     "cut_off": is_cut, "taken_back": out.taken_back})
+        if is_cut:
+            if rec.utt.resume_s is not None:
+                cut += 1
+            else:
+                cut_finished += 1
+            continue
+        if out.end_s is None or out.reason != "finished":
+            missed += 1
+        if out.end_s is not None:
+            wait_ms = (out.end_s - rec.speech_end_s) * 1000.0
+            waits_all.append(wait_ms)
+            if rec.utt.resume_s is None:
+                waits_finished.append(wait_ms)
+    n_fin = len(records) - len(paused)
+    return {
+        "false_cutoffs": cut, "cut_finished": cut_finished, "paused": len(paused),
+        "false_cutoff_pct": 100.0 * cut / max(1, len(paused)),
+        "missed_ends": missed, "utterances_not_cut": len(records) - cut - cut_finished,
+        "missed_end_pct": 100.0 * missed / max(1, len(records) - cut - cut_finished),
+        "wait_finished_p50_ms": _pct(waits_finished, 50), "wait_finished_p95_ms": _pct(waits_finished, 95),
+        "wait_all_p50_ms": _pct(waits_all, 50), "wait_all_p95_ms": _pct(waits_all, 95),
+        "finished": n_fin, "taken_back": taken, "rows": rows,
+    }
+
+
+def make_policy(name: str, config: Config, eager: bool = False) -> EndOfTurnPolicy:
+    v = config.vad
+    return EndOfTurnPolicy(name, min_end_ms=v.min_end_silence_ms, end_silence_ms=v.end_silence_ms,
+                           patience_ms=v.patience_ms, threshold=v.turn_threshold, burst_ms=v.burst_ms, eager=eager)
+
+
+def record_all(config: Config, per_voice: int | None, progress: Callable[[str], None]) -> list[Record]:
+    """Speak the corpus and run every utterance through the front end with the real models."""
+    catalogue = load_catalogue(cache_dir=Path(config.models_dir).expanduser() if config.models_dir else None)
+    vad = SileroVad(catalogue.resolve("vad", config.vad.model)[0])
+    stt = WhisperEngine(catalogue.resolve("stt", config.stt.model)[0], config.stt)
+    model = SmartTurn(catalogue.resolve("turn", config.vad.turn_model)[0])
+    stt.transcribe(np.zeros(SAMPLE_RATE, np.float32))
+    model.probability(np.zeros(SAMPLE_RATE, np.float32))
+    utterances = corpus(config, progress, per_voice)
+    v = config.vad
+    patience = max(v.patience_ms, v.end_silence_ms)
+    detector = EndOfTurnDetector(min_speech_ms=v.min_speech_ms, pause_ms=v.pause_ms, end_silence_ms=patience,
+                                 pre_roll_ms=v.pre_roll_ms, max_utterance_ms=int(v.max_utterance_s * 1000))
+    records = []
+    t0 = time.perf_counter()
+    for k, utt in enumerate(utterances, 1):
+        records.append(front_end(utt, vad, detector, stt, model))
+        if k % 16 == 0 or k == len(utterances):
+            progress(f"front end: {k}/{len(utterances)} utterances ({time.perf_counter() - t0:.0f} s)")
+    return records
+
+
+def run_turn_bench(config: Config, *, json_path: Path | None = None, per_voice: int | None = None,
+                   replay_path: Path | None = None, reply_ms: int = REPLY_MS,
+                   progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Record the corpus through the front end once (or load the record of an earlier ``--json``),
+    replay every policy with ``config``'s settings; print and return the report."""
+    load_before = os.getloadavg()
+    if replay_path is not None:
+        try:
+            earlier = json.loads(replay_path.read_text())
+            records = [record_from_json(d) for d in earlier["records"]]
+            load_before = tuple(earlier.get("load_average", load_before))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ConfigError(f"--replay {replay_path}: not a `bench --turns --json` report ({err})") from None
+    else:
+        records = record_all(config, per_voice, progress)
+    stt_s = [p.stt_s for r in records for p in r.pauses.values()]
+    turn_s = [p.turn_s for r in records for p in r.pauses.values()]
+    v = config.vad
+    report: dict[str, Any] = {
+        "voices": sorted({r.utt.voice for r in records}), "paused": sum(r.utt.resume_s is not None for r in records),
+        "finished": sum(r.utt.resume_s is None for r in records), "pauses_ms": list(PAUSES_MS),
+        "load_average": list(load_before), "replayed_from": str(replay_path) if replay_path else None,
+        "config": {"min_end_silence_ms": v.min_end_silence_ms, "end_silence_ms": v.end_silence_ms,
+                   "patience_ms": v.patience_ms, "turn_threshold": v.turn_threshold, "pause_ms": v.pause_ms},
+        "speculative_stt_ms_p50": 1000 * statistics.median(stt_s) if stt_s else None,
+        "smart_turn_ms_p50": 1000 * statistics.median(turn_s) if turn_s else None,
+        "policies": {name: score(records, partial(make_policy, name, config)) for name in POLICY_NAMES},
+        "reply_ms": reply_ms,
+        "records": [record_to_json(r) for r in records],
+    }
+    # The shipped behaviour: the combined policy, eager (a finished transcript need not wait for the
+    # model), and an early end taken back if the wearer goes on before the reply is heard.
+    take_back = TakeBack(reply_ms / 1000.0, v.take_back_ms / 1000.0, v.min_speech_ms / 1000.0)
+    report["policies"]["combined+take-back"] = score(records, partial(make_policy, "combined", config, True),
+                                                     take_back)
+    progress(format_turn_table(report))
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=1))
+    return report
+
+
+def format_turn_table(report: dict[str, Any]) -> str:
+    def ms(x: float | None) -> str:
+        return "-" if x is None else f"{x:.0f}"
+
+    load = ", ".join(f"{x:.1f}" for x in report["load_average"])
+    lines = [
+        f"load average before the run (1, 5, 15 min) on {os.cpu_count()} CPUs: {load}"
+        + (f"; replayed from {report['replayed_from']}" if report["replayed_from"] else ""),
+        f"turn-taking: {report['paused']} utterances with a 300-900 ms mid-sentence pause, {report['finished']} "
+        f"finished ones; voices {', '.join(report['voices'])}",
+        f"models at each pause (run together): speculative Whisper {ms(report['speculative_stt_ms_p50'])} ms p50, "
+        f"Smart Turn {ms(report['smart_turn_ms_p50'])} ms p50",
+        f"take-back: an early end is taken back if the wearer is heard going on within {report['reply_ms']} ms "
+        "(before the reply's first audio)",
+        f"{'policy':<19} {'false cut-offs':>16} {'(finished)':>10} {'missed ends':>13} "
+        f"{'wait finished p50/p95':>22} {'wait all p50/p95':>17} {'taken back':>10}",
+    ]
+    for name, s in report["policies"].items():
+        lines.append(
+            f"{name:<19} {s['false_cutoffs']:>4}/{s['paused']:<3} {s['false_cutoff_pct']:5.1f} % "
+            f"{s['cut_finished']:>4}/{s['finished']:<5} "
+            f"{s['missed_ends']:>4} {s['missed_end_pct']:5.1f} % "
+            f"{ms(s['wait_finished_p50_ms']):>11} / {ms(s['wait_finished_p95_ms']):<8} "
+            f"{ms(s['wait_all_p50_ms']):>7} / {ms(s['wait_all_p95_ms']):<7} {s['taken_back']:>6}")
+    return "\n".join(lines)
