@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .aio import cancel_and_wait
 from .checksum import crc_backend
 from .client import BridgeClient
 
@@ -188,10 +189,7 @@ async def run_bench(seconds: float = 5.0, fps: float = 30.0, *, in_process: bool
             lat_c, lat_a = list(cam_lat), list(aud_lat)
             gaps = client.stats.jitter.gaps_filled - gaps0
             await client.close()
-            for t in tasks:
-                t.cancel()
-                with contextlib.suppress(BaseException):
-                    await t
+            await cancel_and_wait(*tasks)
         finally:
             if sim is not None:
                 await sim.stop()

@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, TypeVar
 
+from .aio import cancel_and_wait
 from .errors import (
     BridgeError,
     CaptureRefused,
@@ -492,10 +493,7 @@ class BridgeClient:
         """Disconnect, stop reconnecting and end all iterators."""
         self._closing = True
         sup, self._supervisor = self._supervisor, None
-        if sup is not None:
-            sup.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sup
+        await cancel_and_wait(sup)
         await self._drop_transport()
         self._end_streams()
 
@@ -858,11 +856,7 @@ class BridgeClient:
                 if exc is not None and not isinstance(exc, (LinkClosed, BridgeError, OSError)):
                     log.error("bridge task failed: %r", exc)
         finally:
-            for task in (reader, beater):
-                task.cancel()
-            for task in (reader, beater):
-                with contextlib.suppress(BaseException):
-                    await task
+            await cancel_and_wait(reader, beater)
 
     async def _reader(self, t: Transport) -> None:
         if self._led_desired is not None:
@@ -890,7 +884,7 @@ class BridgeClient:
         nonce = 0
         tick = min(self.heartbeat_interval, self.heartbeat_timeout / 4)
         next_beat = time.monotonic()
-        while True:
+        while not self._closing:
             now = time.monotonic()
             if now - self._last_rx > self.heartbeat_timeout:
                 self.stats.heartbeat_timeouts += 1

@@ -37,6 +37,7 @@ from typing import Any
 
 import shtab
 
+from .aio import cancel_and_wait
 from .errors import LinkClosed, MessageDecodeError
 from .frame import DEFAULT_MAX_PAYLOAD, PROTOCOL_VERSION, Frame
 from .messages import (
@@ -488,9 +489,7 @@ class _Link:
     async def close(self) -> None:
         """Stop writing and close the transport."""
         self.closed = True
-        self._writer.cancel()
-        with contextlib.suppress(BaseException):
-            await self._writer
+        await cancel_and_wait(self._writer)
         await self.transport.close()
 
 
@@ -619,11 +618,7 @@ class GlassesSim:
         self._stop.set()
         if self._server is not None:
             self._server.close()
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(BaseException):
-                await t
+        await cancel_and_wait(*self._tasks)
         for link in list(self._links):
             await link.close()
         if self._pty_fds is not None:

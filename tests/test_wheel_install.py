@@ -20,7 +20,8 @@ import pytest
 from glasses_assistant.catalog import default_cache_dir
 from glasses_assistant.deploy.bundle import build_app_wheel
 
-pytestmark = pytest.mark.wheel
+# A fresh virtualenv may compile llama-cpp-python when pip's cache lacks its wheel (about 15 minutes here).
+pytestmark = [pytest.mark.wheel, pytest.mark.timeout(2700)]
 
 # Never part of a device install: the test, lint, HIL and benchmark extras.
 NOT_RUNTIME = ("pytest", "hypothesis", "sacrebleu", "matplotlib", "ruff", "mypy", "labgrid", "uvicorn", "fastapi")

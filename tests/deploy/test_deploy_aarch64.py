@@ -38,7 +38,8 @@ from glasses_assistant.deploy.errors import DeployError  # noqa: E402
 from glasses_assistant.deploy.push import push  # noqa: E402
 from glasses_assistant.deploy.ssh import SshTarget  # noqa: E402
 
-pytestmark = [pytest.mark.aarch64, pytest.mark.models]
+# The cross build (45 min when not cached) and the emulated health check (up to HEALTH_TIMEOUT_S) are slow.
+pytestmark = [pytest.mark.aarch64, pytest.mark.models, pytest.mark.timeout(4 * 3600)]
 ROOT = Path(__file__).resolve().parents[2]
 HEALTH_TIMEOUT_S = 1800.0
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from firmware_bridge.aio import cancel_and_wait
 from firmware_bridge.client import (
     AudioFormat,
     BridgeClient,
@@ -193,11 +194,7 @@ class BrilliantClient:
     async def close(self) -> None:
         """Stop our app, disconnect, end the iterators."""
         self._closing = True
-        for task in (self._supervisor, self._display_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        await cancel_and_wait(self._supervisor, self._display_task)
         self._supervisor = self._display_task = None
         if self._connected.is_set():
             with contextlib.suppress(LinkError, asyncio.TimeoutError):
@@ -253,6 +250,8 @@ class BrilliantClient:
         while not self._closing:
             if self._connected.is_set():
                 await self._watch()
+                if self._closing:
+                    break
                 self._connected.clear()
                 self.stats.link_lost += 1
                 if self._capture_pending and self._photo_queue is not None:
@@ -276,7 +275,7 @@ class BrilliantClient:
     async def _watch(self) -> None:
         """Ping while the link lives; return when it is lost (the SDK said so, or our app fell silent)."""
         nonce = 0
-        while not self._lost_flag.is_set():
+        while not self._lost_flag.is_set() and not self._closing:
             if time.monotonic() - self._last_rx > self.link_timeout:
                 self.stats.heartbeat_timeouts += 1
                 return
@@ -498,7 +497,7 @@ class BrilliantClient:
         self._display_wake.set()
 
     async def _display_loop(self) -> None:
-        while True:
+        while not self._closing:
             await self._display_wake.wait()
             self._display_wake.clear()
             text, hello = self._display_text, self.hello
