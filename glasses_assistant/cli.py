@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--vs-punctuation", action="store_true",
                        help="also run every prompt with the end of turn before the end-of-turn policy (the "
                             "transcript's punctuation alone), alternating, for a side-by-side voice-to-voice")
+    bench.add_argument("--vs", action="append", default=[], metavar="STAGE.FIELD=VALUE",
+                       help="also run every prompt with this one setting changed, alternating, for a side-by-side "
+                            "voice-to-voice (e.g. --vs vad.hold_reply=false; repeatable: one variant each)")
     bench.add_argument("--reply-ms", type=int, default=700, metavar="MS",
                        help="with --turns: the least time from an early end to the reply's first audio (a wearer "
                             "heard going on sooner takes the turn back; default 700, below every end-to-first-"
@@ -619,10 +622,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
         run_turn_bench(_config(args), json_path=args.json, per_voice=args.turns or None, replay_path=args.replay,
                        reply_ms=args.reply_ms)
         return 0
+    versus = {spec: _variant(args, spec) for spec in args.vs}
     return run_bench(_config(args), prompts=args.prompts, json_path=args.json, wav_dir=args.wav_dir,
                      sequential=not args.no_sequential, trace_path=args.trace, png_path=args.png,
                      compare=args.compare, ablate=args.ablate, barge_in=args.barge_in, quality=args.quality,
-                     vs_punctuation=args.vs_punctuation)
+                     vs_punctuation=args.vs_punctuation, versus=versus)
+
+
+def _variant(args: argparse.Namespace, spec: str) -> Config:
+    """The run's config with one more setting, ``stage.field=value`` (``bench --vs``), checked like a flag."""
+    key, sep, value = spec.partition("=")
+    stage, dot, name = key.strip().partition(".")
+    if not sep or not dot or not name:
+        raise ConfigError(f"--vs {spec!r}: expected STAGE.FIELD=VALUE, e.g. vad.hold_reply=false")
+    overrides = _overrides(args)
+    overrides.setdefault(stage, {})[name.replace("-", "_")] = None if value.strip() == "none" else value.strip()
+    return load_config(_config_path(args), overrides)
 
 
 def cmd_quality_bench(args: argparse.Namespace) -> int:

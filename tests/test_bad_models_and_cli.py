@@ -121,6 +121,12 @@ def test_unreadable_wav_and_bad_flags(tmp_path: Path) -> None:
     assert_one_line_error(cli("run", "--vad-threshold", "7"), "--vad-threshold must be between 0 and 1")
 
 
+def test_bench_vs_takes_one_checked_setting() -> None:
+    assert_one_line_error(cli("bench", "--vs", "hold_reply"), "--vs 'hold_reply': expected STAGE.FIELD=VALUE")
+    assert_one_line_error(cli("bench", "--vs", "vad.take_back_ms=-5"), "--vad-take-back-ms must be 0..10000")
+    assert_one_line_error(cli("bench", "--vs", "vad.no_such=1"), "no_such")
+
+
 def test_mic_without_an_audio_device_says_so(tmp_path: Path) -> None:
     # No sound card here; an empty PulseAudio server address keeps a stray daemon out of it.
     result = cli("run", "--mic", env={"PULSE_SERVER": str(tmp_path / "no-pulse")}, timeout=60)

@@ -86,6 +86,7 @@ def summarise(traces: list[TurnTrace]) -> dict[str, Any]:
         "stages": stages,
         "speculative_stt_used": sum(t.speculative_stt for t in answered),
         "early_ends": sum(t.early_end for t in answered),
+        "replies_held": sum(t.held_ms > 0 for t in answered),
         "preemptive_kept": sum(bool(t.early and t.early.get("preemptive") == "kept") for t in answered),
         "first_turn_ms": answered[0].voice_to_voice_ms if answered else None,
     }
@@ -133,6 +134,7 @@ ABLATIONS: list[tuple[str, dict[str, dict[str, Any]]]] = [
     ("first phrase of 6 words", {"tts": {"first_phrase_words": 6}}),
     ("llm on 1 thread", {"llm": {"threads": 1}}),
     ("the old system prompt", {"llm": {"system_prompt": OLD_SYSTEM_PROMPT}}),
+    ("no reply hold", {"vad": {"hold_reply": False}}),
 ]
 # The end of turn before the end-of-turn policy (--vs-punctuation): the transcript's punctuation alone,
 # no Smart Turn, no take-back; side by side with the streaming loop, prompt by prompt.
@@ -310,7 +312,8 @@ def process_age_s() -> float | None:
 def run_bench(config: Config, *, prompts: int = 20, json_path: Path | None = None,
               wav_dir: Path | None = None, sequential: bool = True, trace_path: Path | None = None,
               png_path: Path | None = None, compare: Path | None = None, ablate: bool = False,
-              barge_in: int = 5, quality: bool = False, vs_punctuation: bool = False) -> int:
+              barge_in: int = 5, quality: bool = False, vs_punctuation: bool = False,
+              versus: dict[str, Config] | None = None) -> int:
     """Run the benchmark, print the table, write JSON/trace/PNG; return the exit status."""
     t_start = time.perf_counter()
     assistant = Assistant(config)
@@ -323,6 +326,9 @@ def run_bench(config: Config, *, prompts: int = 20, json_path: Path | None = Non
     if vs_punctuation:
         modes.append("punctuation end of turn")
         configs["punctuation end of turn"] = variant_config(config, PUNCTUATION_END)
+    for name, variant in (versus or {}).items():  # --vs STAGE.FIELD=VALUE
+        modes.append(name)
+        configs[name] = variant
     if ablate:
         modes.append("sequential, 10 s window")
         configs["sequential, 10 s window"] = config
@@ -380,6 +386,13 @@ def run_bench(config: Config, *, prompts: int = 20, json_path: Path | None = Non
         q_p50 = summaries["sequential"]["voice_to_voice_ms"]["p50"]
         report["ratio_p50"] = round(s_p50 / q_p50, 3) if s_p50 and q_p50 else None
         report["ratio_of_medians_pairwise"] = _pairwise_ratio(traces["streaming"], traces["sequential"])
+    side = [m for m in modes if m == "punctuation end of turn" or m in (versus or {})]
+    if side:  # --vs-punctuation, --vs: each variant against the default, prompt by prompt
+        report["versus"] = {
+            m: {"p50_ms": summaries[m]["voice_to_voice_ms"]["p50"], "p95_ms": summaries[m]["voice_to_voice_ms"]["p95"],
+                "end_of_turn_p50_ms": summaries[m]["stages"]["end_of_turn"]["p50_ms"],
+                "default_over_variant_pairwise": _pairwise_ratio(traces["streaming"], traces[m])}
+            for m in side}
     if ablate:
         base = summaries["streaming"]["voice_to_voice_ms"]["p50"]
         report["ablation"] = {
@@ -449,6 +462,14 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append(f"  streaming: speculative transcripts used {s['speculative_stt_used']}/{s['answered']}, "
                  f"turns ended early on a finished sentence {s['early_ends']}/{s['answered']}, "
                  f"preemptive answers kept {s['preemptive_kept']}/{s['answered']}")
+    if "versus" in report:
+        v = s["voice_to_voice_ms"]
+        lines.append(f"  side by side (alternating, same prompts): default p50 {_f(v['p50'])} ms, "
+                     f"p95 {_f(v['p95'])} ms, end of turn p50 {_f(s['stages']['end_of_turn']['p50_ms'])} ms")
+        for m, a in report["versus"].items():
+            lines.append(f"    {m:<30} p50 {_f(a['p50_ms']):>6} ms  p95 {_f(a['p95_ms']):>6} ms  end of turn p50 "
+                         f"{_f(a['end_of_turn_p50_ms']):>5} ms  (default / this, per prompt: "
+                         f"{a['default_over_variant_pairwise']})")
     if "ablation" in report:
         lines.append("  each technique switched off alone (same prompts, same run):")
         for m, a in report["ablation"].items():
