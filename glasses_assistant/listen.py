@@ -231,6 +231,7 @@ class Listener:
                 if isinstance(event, TurnEnded):
                     self._submit(event, last_t)
         finally:
+            self._stands()  # nothing more will be heard: a held reply may be said
             if button_task is not None:
                 button_task.cancel()
             if timer_task is not None:
@@ -274,7 +275,7 @@ class Listener:
             await self._act(ctl.voice(t, voiced), t)
         if self._early is not None:
             if self._early.pause_ms() > self.ctx.config.vad.take_back_ms + self.ctx.config.vad.min_speech_ms:
-                self._early = None  # a pause this long was the end of a turn: it stands
+                self._stands()  # a pause this long was the end of a turn: it stands
             else:
                 self._early.since.append(samples)
         for event in detector.process(samples, voiced, t):
@@ -431,13 +432,24 @@ class Listener:
             item = self._submit(dataclasses.replace(ended, early=early), t_end)
             if early and item is not None and self.can_take_back:
                 self._early = EarlyEnd(item, t_end, silence, self.out.timeline.end)
+                vcfg = self.ctx.config.vad
+                if vcfg.hold_reply and not self.opts.half_duplex:  # half duplex hears nothing while replying
+                    # Its reply is not heard until the take-back window closes (:meth:`_stands`); the
+                    # bound is only a guard against a listener that stops hearing (the window plus 1 s).
+                    self.out.hold((vcfg.take_back_ms + vcfg.min_speech_ms - silence * 32.0) / 1000.0 + 1.0)
+
+    def _stands(self) -> None:
+        """The turn that ended early can no longer be taken back: its reply, if held, may be heard."""
+        self._early = None
+        self.out.release()
 
     async def _take_back(self, t: float) -> None:
         """The wearer speaks again soon after a turn ended early: if none of its reply has been heard
         yet, that turn is taken back (skipped, or its answer stopped) and goes on as this one, so a
         mid-sentence pause is answered once, as one question."""
-        early, self._early = self._early, None
+        early = self._early
         assert early is not None
+        self._stands()
         vcfg = self.ctx.config.vad
         # The pause, from the last word to the first of the new speech (the detector heard
         # min_speech_ms of it before saying so): a longer one was the end of a turn.
@@ -462,7 +474,7 @@ class Listener:
         ctl = self.controller
         by = ctl.armed_by
         item = None
-        self._early = None  # a later turn ended: the one before stands
+        self._stands()  # a later turn ended: the one before stands
         if ctl.turn_ended(t) or self.queue_mode:
             strip = self.wake.phrase if self.wake is not None and by == "wake" else None
             item = SpokenTurn(ended, self.speech_start, self.speculation, strip)

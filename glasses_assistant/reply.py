@@ -183,6 +183,15 @@ class ReplySpeaker:
         trace.span("tts", text, started, now)
         if audio.size == 0:
             return
+        if trace.playback_end is None and isinstance(sink, ReferenceSink):
+            # The turn ended early and the wearer may still go on: nothing is heard until the
+            # listener says the turn stands (its take-back window closed), so it can be taken back.
+            held = await sink.ready()
+            if held > 0.0:
+                trace.held_ms = round(held * 1000.0, 1)
+                trace.span("speaker", "held: the wearer may go on", now, now + held)
+                self.ctx.stats.replies_held += 1
+                now = time.monotonic()
         if trace.first_audio is None and not filler:
             trace.first_audio = now
         # Playback of this phrase begins once the previous phrase has finished playing.

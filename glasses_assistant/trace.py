@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-STAGES = ("end_of_turn", "stt", "llm", "tts")
+STAGES = ("end_of_turn", "stt", "llm", "tts", "hold")
 """The stages whose shares of voice-to-voice latency are reported."""
 
 
@@ -31,6 +31,9 @@ class TurnTrace:
     first_phrase: float | None = None
     first_audio: float | None = None
     """When the first reply sample was handed to the audio sink."""
+    held_ms: float = 0.0
+    """How long the reply's first audio was held back after it was ready: the turn had ended early and
+    could still be taken back (``[vad] hold_reply``)."""
     reply_done: float | None = None
     transcript: str = ""
     language: str = ""
@@ -79,7 +82,9 @@ class TurnTrace:
             else round(max(0.0, self.transcript_final - self.end_detected) * 1000.0, 1),
             "llm": self._ms(max(self.transcript_final or 0, self.end_detected or 0) or None,
                             self.first_phrase),
-            "tts": self._ms(self.first_phrase, self.first_audio),
+            "tts": None if (tts := self._ms(self.first_phrase, self.first_audio)) is None
+            else round(tts - self.held_ms, 1),
+            "hold": round(self.held_ms, 1) if self.first_audio is not None else None,
         }
 
     def to_json(self) -> dict[str, object]:

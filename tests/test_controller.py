@@ -188,3 +188,33 @@ def test_echo_guard_learns_an_echo_free_path_and_hears_the_wearer_at_the_replys_
     for i in range(1, 25):
         quiet.observe(np.zeros(512, np.float32), i * C)
     assert quiet.coupling == quiet.initial_coupling
+
+
+def test_a_held_reply_waits_for_release_or_its_bound_and_can_be_cancelled() -> None:
+    import asyncio
+    import time
+
+    from glasses_assistant.audio.echo import ReferenceSink
+    from glasses_assistant.audio.io import WavSink
+
+    async def main() -> None:
+        sink = ReferenceSink(WavSink("unused.wav"))
+        assert await sink.ready() == 0.0  # not held: at once
+        sink.hold(5.0)
+        waiting = asyncio.ensure_future(sink.ready())
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        sink.release()  # the listener: the turn stands
+        assert 0.04 < await asyncio.wait_for(waiting, 1.0) < 0.5
+        sink.hold(0.1)  # nobody releases it: the bound does
+        t0 = time.monotonic()
+        await sink.ready()
+        assert 0.09 < time.monotonic() - t0 < 0.5
+        sink.hold(5.0)  # taken back: the reply's task is cancelled while it waits
+        waiting = asyncio.ensure_future(sink.ready())
+        await asyncio.sleep(0.03)
+        waiting.cancel()
+        await asyncio.sleep(0.02)
+        assert waiting.cancelled()
+
+    asyncio.run(main())

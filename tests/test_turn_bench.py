@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from glasses_assistant.benches.turns import Pause, Record, Utterance, replay, score, stretch_gap
 from glasses_assistant.turn_policy import EndOfTurnPolicy
@@ -79,3 +80,24 @@ def test_an_early_end_the_wearer_talks_into_is_taken_back() -> None:
     assert replay(rec, EndOfTurnPolicy("combined"), TakeBack(0.3, 2.0, 0.12)).taken_back == 0
     result = score([rec], lambda: EndOfTurnPolicy("combined"), TakeBack(0.7, 2.0, 0.12))
     assert result["false_cutoffs"] == 0 and result["taken_back"] == 1
+
+
+def test_with_the_hold_a_quick_reply_waits_out_the_window_and_is_taken_back() -> None:
+    from glasses_assistant.benches.turns import TakeBack
+
+    # As above: "in Tokyo" resumes after a 600 ms pause. A reply ready 300 ms after the end would be
+    # heard over the wearer, but held until the window (1 s + 120 ms) closes, the turn is taken back.
+    pauses = {32: Pause(32, "What time is it?", 0.1, 0.9, 0.1),
+              62: Pause(62, "What time is it in Tokyo?", 0.1, 0.95, 0.1)}
+    rec = record(1.6, [(30, 19), (60, 60)], pauses)
+    quick = TakeBack(0.3, 1.0, 0.12)
+    assert replay(rec, EndOfTurnPolicy("combined"), quick).taken_back == 0
+    held = replay(rec, EndOfTurnPolicy("combined"), TakeBack(0.3, 1.0, 0.12, hold=True))
+    assert held.taken_back == 1 and held.end_s is not None and held.end_s > rec.speech_end_s
+    # The final end was early too: its quick reply is held until 1.12 s after the last word.
+    last_word = 60 * 0.032
+    assert abs(held.held_s - (last_word + 1.12 - (held.end_s + 0.3))) < 1e-6
+    assert quick.heard_s(2.0, 1.9) == pytest.approx(2.3)
+    assert TakeBack(0.3, 1.0, 0.12, hold=True).heard_s(2.0, 1.9) == pytest.approx(1.9 + 1.12)
+    result = score([rec], lambda: EndOfTurnPolicy("combined"), TakeBack(0.3, 1.0, 0.12, hold=True))
+    assert result["false_cutoffs"] == 0 and result["rows"][0]["held_ms"] > 0

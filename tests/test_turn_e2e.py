@@ -31,6 +31,10 @@ def test_a_600_ms_pause_mid_sentence_is_one_question_answered_once(assistant: As
     assert len(assistant.conversation.exchanges) == 1  # answered once, not once per half
     # The turn ended after the wearer's last word, not in the pause.
     assert t.speech_end is not None and t.end_detected is not None and t.end_detected >= t.speech_end
+    if t.early_end:  # and its reply was not heard while the wearer could still have gone on
+        vad = assistant.config.vad
+        assert t.first_audio is not None
+        assert t.first_audio - t.speech_end >= (vad.take_back_ms + vad.min_speech_ms) / 1000 - 0.05, t.held_ms
 
 
 def test_an_early_end_is_taken_back_when_the_wearer_goes_on(assistant: Assistant, speak, tmp_path: Path) -> None:

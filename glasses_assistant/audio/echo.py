@@ -109,6 +109,8 @@ class ReferenceSink:
         self.timeline = timeline or PlaybackTimeline()
         self.muted = False
         self.dropped_writes = 0
+        self.held_until = 0.0
+        """While ``time.monotonic()`` is before this, a reply waits in :meth:`ready` (see :meth:`hold`)."""
 
     async def write(self, samples: np.ndarray, sample_rate: int) -> None:
         if self.muted:
@@ -122,6 +124,23 @@ class ReferenceSink:
 
     def unmute(self) -> None:
         self.muted = False
+
+    def hold(self, at_most_s: float) -> None:
+        """Hold the next reply back (a turn that ended early may still be taken back) until
+        :meth:`release`, and for at most ``at_most_s`` seconds whatever happens."""
+        self.held_until = time.monotonic() + max(0.0, at_most_s)
+
+    def release(self) -> None:
+        self.held_until = 0.0
+
+    async def ready(self) -> float:
+        """Wait while held (polled every 10 ms: plain sleeps, so a cancellation is never lost);
+        return the seconds waited."""
+        start = now = time.monotonic()
+        while now < self.held_until:
+            await asyncio.sleep(min(0.01, self.held_until - now))
+            now = time.monotonic()
+        return now - start
 
     async def flush(self) -> float:
         """Stop now: the timeline is cut first (the reference must not outlive the sound)."""

@@ -242,6 +242,8 @@ class Outcome:
     end_s: float | None
     reason: str
     taken_back: int = 0
+    held_s: float = 0.0
+    """How long the hold kept back a reply that would have been ready ``reply_s`` after the end."""
 
 
 @dataclass(frozen=True)
@@ -255,6 +257,14 @@ class TakeBack:
     """The longest pause taken back (``take_back_ms``)."""
     onset_s: float
     """Speech the detector needs to hear before it says speech started again (``min_speech_ms``)."""
+    hold: bool = False
+    """``[vad] hold_reply``: no reply is heard before ``window_s + onset_s`` after the last word, so
+    every resumption within the window is heard in time."""
+
+    def heard_s(self, decided_s: float, last_word_s: float) -> float:
+        """When the reply to a turn ended at ``decided_s`` is first heard."""
+        ready = decided_s + self.reply_s
+        return max(ready, last_word_s + self.window_s + self.onset_s) if self.hold else ready
 
 
 def replay(rec: Record, policy: EndOfTurnPolicy, take_back: TakeBack | None = None) -> Outcome:
@@ -307,15 +317,18 @@ def replay(rec: Record, policy: EndOfTurnPolicy, take_back: TakeBack | None = No
                 acoustic_at = (moment + current.turn_s, current.probability)
             if not verdict.end:
                 continue
+            held = 0.0
             if take_back is not None and verdict.reason == "finished":
                 later = [k for k in rec.resumes if k > i]
                 resume = rec.resumes[min(later)] if later else None
-                pause_s = resume - (t - silence * CHUNK_MS / 1000.0) if resume is not None else None
-                if resume is not None and pause_s is not None and pause_s <= take_back.window_s \
-                        and resume + take_back.onset_s < moment + take_back.reply_s:
+                last_word = t - silence * CHUNK_MS / 1000.0
+                heard = take_back.heard_s(moment, last_word)
+                if resume is not None and resume - last_word <= take_back.window_s \
+                        and resume + take_back.onset_s <= heard:
                     taken, skip_to = taken + 1, min(later)
                     break  # the wearer went on before the reply was heard: the turn goes on
-            return Outcome(moment, verdict.reason, taken)
+                held = heard - (moment + take_back.reply_s)
+            return Outcome(moment, verdict.reason, taken, held)
     return Outcome(None, "no end", taken)
 
 
@@ -346,7 +359,7 @@ def score(records: list[Record], make: Callable[[], EndOfTurnPolicy],
           take_back: TakeBack | None = None) -> dict[str, Any]:
     """False cut-offs, missed ends and end-of-turn waits of one policy over every record."""
     cut, cut_finished, missed, waits_finished, waits_all, rows = 0, 0, 0, [], [], []
-    taken = 0
+    taken, held_finished = 0, []
     paused = [r for r in records if r.utt.resume_s is not None]
     for rec in records:
         out = replay(rec, make(), take_back)
@@ -355,7 +368,9 @@ def score(records: list[Record], make: Callable[[], EndOfTurnPolicy],
         # not heard it yet (the reply would start over their voice).
         is_cut = out.end_s is not None and out.end_s < rec.speech_end_s
         rows.append({"voice": rec.utt.voice, "text": rec.utt.text, "end_s": out.end_s, "reason": out.reason,
-                     "cut_off": is_cut, "taken_back": out.taken_back})
+                     "cut_off": is_cut, "taken_back": out.taken_back, "held_ms": round(out.held_s * 1000.0, 1)})
+        if rec.utt.resume_s is None and out.end_s is not None:
+            held_finished.append(out.held_s * 1000.0)
         if is_cut:
             if rec.utt.resume_s is not None:
                 cut += 1
@@ -378,6 +393,7 @@ def score(records: list[Record], make: Callable[[], EndOfTurnPolicy],
         "wait_finished_p50_ms": _pct(waits_finished, 50), "wait_finished_p95_ms": _pct(waits_finished, 95),
         "wait_all_p50_ms": _pct(waits_all, 50), "wait_all_p95_ms": _pct(waits_all, 95),
         "finished": n_fin, "taken_back": taken, "rows": rows,
+        "held_finished_p50_ms": _pct(held_finished, 50), "held_finished_p95_ms": _pct(held_finished, 95),
     }
 
 
@@ -442,8 +458,10 @@ def run_turn_bench(config: Config, *, json_path: Path | None = None, per_voice: 
     # The shipped behaviour: the combined policy, eager (a finished transcript need not wait for the
     # model), and an early end taken back if the wearer goes on before the reply is heard.
     take_back = TakeBack(reply_ms / 1000.0, v.take_back_ms / 1000.0, v.min_speech_ms / 1000.0)
-    report["policies"]["combined+take-back"] = score(records, partial(make_policy, "combined", config, True),
-                                                     take_back)
+    eager = partial(make_policy, "combined", config, True)
+    report["policies"]["combined+take-back"] = score(records, eager, take_back)
+    report["policies"]["take-back+hold"] = score(records, eager, replace(take_back, hold=True))
+    report["default"] = "take-back+hold" if v.hold_reply else "combined+take-back"
     progress(format_turn_table(report))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -466,7 +484,7 @@ def format_turn_table(report: dict[str, Any]) -> str:
         f"take-back: an early end is taken back if the wearer is heard going on within {report['reply_ms']} ms "
         "(before the reply's first audio)",
         f"{'policy':<19} {'false cut-offs':>16} {'(finished)':>10} {'missed ends':>13} "
-        f"{'wait finished p50/p95':>22} {'wait all p50/p95':>17} {'taken back':>10}",
+        f"{'wait finished p50/p95':>22} {'wait all p50/p95':>17} {'taken back':>10} {'held p50/p95':>13}",
     ]
     for name, s in report["policies"].items():
         lines.append(
@@ -474,5 +492,6 @@ def format_turn_table(report: dict[str, Any]) -> str:
             f"{s['cut_finished']:>4}/{s['finished']:<5} "
             f"{s['missed_ends']:>4} {s['missed_end_pct']:5.1f} % "
             f"{ms(s['wait_finished_p50_ms']):>11} / {ms(s['wait_finished_p95_ms']):<8} "
-            f"{ms(s['wait_all_p50_ms']):>7} / {ms(s['wait_all_p95_ms']):<7} {s['taken_back']:>6}")
+            f"{ms(s['wait_all_p50_ms']):>7} / {ms(s['wait_all_p95_ms']):<7} {s['taken_back']:>6} "
+            f"{ms(s.get('held_finished_p50_ms')):>6} / {ms(s.get('held_finished_p95_ms')):<5}")
     return "\n".join(lines)
