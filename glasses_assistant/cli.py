@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "transcript's punctuation alone), alternating, for a side-by-side voice-to-voice")
     bench.add_argument("--vs", action="append", default=[], metavar="STAGE.FIELD=VALUE",
                        help="also run every prompt with this one setting changed, alternating, for a side-by-side "
-                            "voice-to-voice (e.g. --vs vad.hold_reply=false; repeatable: one variant each)")
+                            "voice-to-voice (e.g. --vs vad.hold_reply=true; repeatable: one variant each)")
     bench.add_argument("--reply-ms", type=int, default=700, metavar="MS",
                        help="with --turns: the least time from an early end to the reply's first audio (a wearer "
                             "heard going on sooner takes the turn back; default 700, below every end-to-first-"
@@ -634,7 +634,7 @@ def _variant(args: argparse.Namespace, spec: str) -> Config:
     key, sep, value = spec.partition("=")
     stage, dot, name = key.strip().partition(".")
     if not sep or not dot or not name:
-        raise ConfigError(f"--vs {spec!r}: expected STAGE.FIELD=VALUE, e.g. vad.hold_reply=false")
+        raise ConfigError(f"--vs {spec!r}: expected STAGE.FIELD=VALUE, e.g. vad.hold_reply=true")
     overrides = _overrides(args)
     overrides.setdefault(stage, {})[name.replace("-", "_")] = None if value.strip() == "none" else value.strip()
     return load_config(_config_path(args), overrides)

@@ -110,10 +110,11 @@ class VadConfig:
     """A turn ended early is taken back when the wearer speaks again after a pause no longer than this
     and before any of the reply is heard: the pause was mid-sentence, and both halves become one
     question (0: never). Longer would fold a second question, asked before the answer, into the first."""
-    hold_reply: bool = True
-    """The reply to a turn that ended early is not heard until that turn can no longer be taken back
-    (``take_back_ms`` of pause, plus ``min_speech_ms``, after the wearer's last word): a reply ready
-    sooner waits, so a wearer who goes on is never answered over. Off: the reply is heard as soon
+    hold_reply: bool = False
+    """On: the reply to a turn that ended early is not heard until that turn can no longer be taken
+    back (``take_back_ms`` of pause, plus ``min_speech_ms``, after the wearer's last word), so a wearer
+    who pauses up to ``take_back_ms`` mid-sentence is never answered over; a reply ready sooner waits
+    (on this 2-core machine p50 1197 ms instead of 714 ms). Off (default): the reply is heard as soon
     as it is ready, and a wearer who goes on after it started gets a second turn."""
 
     def __post_init__(self) -> None:

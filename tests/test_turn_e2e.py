@@ -15,13 +15,22 @@ from glasses_assistant.pipeline import Assistant
 pytestmark = pytest.mark.models
 
 
+@pytest.mark.parametrize("hold", [False, True], ids=["default", "reply-held"])
 def test_a_600_ms_pause_mid_sentence_is_one_question_answered_once(assistant: Assistant, speak,
-                                                                   tmp_path: Path) -> None:
+                                                                   tmp_path: Path, hold: bool) -> None:
+    from glasses_assistant.config import with_overrides
+
     assert assistant.engines.turn is not None, "the end-of-turn model should be loaded (combined policy)"
     # Said as a phrase that goes on ("What is the capital of ..."), the pause stretched to 600 ms.
     clip, resume_s = stretch_gap(speak("What is the capital of, Japan?"), 600)
     assert 0.5 < resume_s < len(clip) / 16_000 - 0.3
-    traces, _, _ = converse(assistant, [clip], tmp_path)
+    saved = assistant.config
+    assistant.config = with_overrides(saved, vad={"hold_reply": hold})
+    try:
+        traces, _, _ = converse(assistant, [clip], tmp_path)
+        vad = assistant.config.vad
+    finally:
+        assistant.config = saved
 
     assert len(traces) == 1, [t.transcript for t in traces]
     t = traces[0]
@@ -31,8 +40,7 @@ def test_a_600_ms_pause_mid_sentence_is_one_question_answered_once(assistant: As
     assert len(assistant.conversation.exchanges) == 1  # answered once, not once per half
     # The turn ended after the wearer's last word, not in the pause.
     assert t.speech_end is not None and t.end_detected is not None and t.end_detected >= t.speech_end
-    if t.early_end:  # and its reply was not heard while the wearer could still have gone on
-        vad = assistant.config.vad
+    if t.early_end and vad.hold_reply:  # and its reply was not heard while the wearer could still have gone on
         assert t.first_audio is not None
         assert t.first_audio - t.speech_end >= (vad.take_back_ms + vad.min_speech_ms) / 1000 - 0.05, t.held_ms
 

@@ -52,7 +52,7 @@ from glasses_assistant.engines.tts import PiperEngine
 RATE = 16_000
 CHUNK = 512
 REFRACTORY_S = 2.0
-CUTOFFS = [0.97, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+CUTOFFS = [0.97, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02]
 SCORES = [-10.0, -9.0, -8.0, -7.5, -7.0, -6.5, -6.0, -5.5, -5.0, -4.5]
 """Second-stage cutoffs swept (the phrase's mean token log-probability)."""
 ESPEAK_VOICES = ["en-us", "en", "en-us+m3", "en+f3", "en-gb-x-rp+m7", "en-us+f2", "en+klatt", "en-gb-scotland"]

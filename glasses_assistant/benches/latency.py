@@ -134,7 +134,7 @@ ABLATIONS: list[tuple[str, dict[str, dict[str, Any]]]] = [
     ("first phrase of 6 words", {"tts": {"first_phrase_words": 6}}),
     ("llm on 1 thread", {"llm": {"threads": 1}}),
     ("the old system prompt", {"llm": {"system_prompt": OLD_SYSTEM_PROMPT}}),
-    ("no reply hold", {"vad": {"hold_reply": False}}),
+    ("reply held for the take-back", {"vad": {"hold_reply": True}}),  # not a saving: what the hold costs
 ]
 # The end of turn before the end-of-turn policy (--vs-punctuation): the transcript's punctuation alone,
 # no Smart Turn, no take-back; side by side with the streaming loop, prompt by prompt.
