@@ -114,7 +114,7 @@ class VadConfig:
     """On: the reply to a turn that ended early is not heard until that turn can no longer be taken
     back (``take_back_ms`` of pause, plus ``min_speech_ms``, after the wearer's last word), so a wearer
     who pauses up to ``take_back_ms`` mid-sentence is never answered over; a reply ready sooner waits
-    (on this 2-core machine p50 1197 ms instead of 714 ms). Off (default): the reply is heard as soon
+    (on this 2-core machine p50 1196 ms instead of 712 ms). Off (default): the reply is heard as soon
     as it is ready, and a wearer who goes on after it started gets a second turn."""
 
     def __post_init__(self) -> None:

@@ -274,7 +274,7 @@ class Listener:
         if ctl.replying:
             await self._act(ctl.voice(t, voiced), t)
         if self._early is not None:
-            if self._early.pause_ms() > self.ctx.config.vad.take_back_ms + self.ctx.config.vad.min_speech_ms:
+            if self._early.pause_ms() > self._take_back_window_ms():
                 self._stands()  # a pause this long was the end of a turn: it stands
             else:
                 self._early.since.append(samples)
@@ -436,7 +436,13 @@ class Listener:
                 if vcfg.hold_reply and not self.opts.half_duplex:  # half duplex hears nothing while replying
                     # Its reply is not heard until the take-back window closes (:meth:`_stands`); the
                     # bound is only a guard against a listener that stops hearing (the window plus 1 s).
-                    self.out.hold((vcfg.take_back_ms + vcfg.min_speech_ms - silence * 32.0) / 1000.0 + 1.0)
+                    self.out.hold((self._take_back_window_ms() - silence * 32.0) / 1000.0 + 1.0)
+
+    def _take_back_window_ms(self) -> float:
+        """Audio after the last word within which the wearer heard going on takes the turn back: the
+        pause (``take_back_ms``) plus the speech the detector needs to say so (``min_speech_ms``)."""
+        vcfg = self.ctx.config.vad
+        return vcfg.take_back_ms + vcfg.min_speech_ms
 
     def _stands(self) -> None:
         """The turn that ended early can no longer be taken back: its reply, if held, may be heard."""
@@ -450,10 +456,9 @@ class Listener:
         early = self._early
         assert early is not None
         self._stands()
-        vcfg = self.ctx.config.vad
         # The pause, from the last word to the first of the new speech (the detector heard
         # min_speech_ms of it before saying so): a longer one was the end of a turn.
-        if early.pause_ms() - vcfg.min_speech_ms > vcfg.take_back_ms or self.out.timeline.end > early.played_until:
+        if early.pause_ms() > self._take_back_window_ms() or self.out.timeline.end > early.played_until:
             return
         item = early.item
         trace = self._answer_trace if self._answering is item else None

@@ -189,7 +189,8 @@ class ReplySpeaker:
             held = await sink.ready()
             if held > 0.0:
                 trace.held_ms = round(held * 1000.0, 1)
-                trace.span("speaker", "held: the wearer may go on", now, now + held)
+                # Its own track, not "speaker": ReplyHandle.cut reads speaker spans as the words heard.
+                trace.span("hold", "held: the wearer may go on", now, now + held)
                 self.ctx.stats.replies_held += 1
                 now = time.monotonic()
         if trace.first_audio is None and not filler:

@@ -96,11 +96,11 @@ class LoopStats:
     """Speech heard while not listening (over a reply, below the barge-in bar): not answered."""
     interrupted: int = 0
     taken_back: int = 0
+    """Turns ended early and taken back because the wearer went on before the reply was heard."""
     replies_held: int = 0
     """Replies whose first audio waited for the take-back window of a turn that ended early."""
     turn_model_calls: int = 0
     """Pauses the end-of-turn model was asked about (eager: only when the transcript could not tell)."""
-    """Turns ended early and taken back because the wearer went on before the reply was heard."""
     load_s: dict[str, float] = field(default_factory=dict)
 
 

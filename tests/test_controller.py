@@ -218,3 +218,41 @@ def test_a_held_reply_waits_for_release_or_its_bound_and_can_be_cancelled() -> N
         assert waiting.cancelled()
 
     asyncio.run(main())
+
+
+def test_an_interrupted_reply_keeps_only_the_words_heard_not_its_hold() -> None:
+    """A held first phrase, then a barge-in: the wearer's record of the reply is the words played,
+    never the hold (it is traced on its own track, not as speech)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from glasses_assistant.audio.echo import ReferenceSink
+    from glasses_assistant.audio.io import WavSink
+    from glasses_assistant.reply import ReplyHandle, ReplySpeaker
+    from glasses_assistant.skill import LoopStats
+    from glasses_assistant.trace import TurnTrace
+
+    tts = SimpleNamespace(sample_rate=16_000, synthesize=lambda text: np.zeros(8_000, np.float32))
+
+    async def call(_stage: str, fn, *args):  # type: ignore[no-untyped-def]
+        return fn(*args)
+
+    ctx = SimpleNamespace(engines=SimpleNamespace(tts=tts), personal=SimpleNamespace(current_voice=None, gain=1.0),
+                          call=call, captions=SimpleNamespace(listeners=[]), stats=LoopStats())
+    speaker = ReplySpeaker(ctx)  # type: ignore[arg-type]
+    trace = TurnTrace(turn=1)
+
+    async def main() -> None:
+        sink = ReferenceSink(WavSink("unused.wav"))
+        sink.hold(0.05)
+        await speaker._phrase("Paris.", sink, trace)
+
+    asyncio.run(main())
+    assert trace.held_ms > 0 and ctx.stats.replies_held == 1
+    assert [track for track, *_ in trace.spans] == ["tts", "hold", "speaker"]
+    handle = ReplyHandle()
+    handle.stopped_t = trace.playback_end  # type: ignore[assignment]
+    handle.cut(trace)
+    assert trace.reply == "Paris." and trace.interrupted

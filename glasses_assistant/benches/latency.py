@@ -522,7 +522,7 @@ def _f(x: float | None) -> str:
     return "-" if x is None else f"{x:.0f}" if abs(x) >= 10 else f"{x:.2f}"
 
 
-TRACKS = ("microphone", "stt", "camera", "vision", "llm", "tts", "speaker")
+TRACKS = ("microphone", "stt", "camera", "vision", "llm", "tts", "hold", "speaker")
 
 
 def write_chrome_trace(path: Path, traces: dict[str, list[TurnTrace]]) -> None:
@@ -575,7 +575,7 @@ def write_waterfall(path: Path, traces: dict[str, list[TurnTrace]]) -> bool:
     if idx < len(seq):
         shown.append(("sequential", seq[idx]))
     colours = {"microphone": "#8da0cb", "stt": "#66c2a5", "camera": "#b3b3b3", "vision": "#e5c494",
-               "llm": "#fc8d62", "tts": "#e78ac3", "speaker": "#a6d854"}
+               "llm": "#fc8d62", "tts": "#e78ac3", "hold": "#ffd92f", "speaker": "#a6d854"}
     fig, axes = plt.subplots(len(shown), 1, figsize=(11, 2.2 + 1.6 * len(shown)), squeeze=False)
     for ax, (mode, t) in zip(axes[:, 0], shown, strict=True):
         zero = t.speech_end or 0.0

@@ -493,5 +493,5 @@ def format_turn_table(report: dict[str, Any]) -> str:
             f"{s['missed_ends']:>4} {s['missed_end_pct']:5.1f} % "
             f"{ms(s['wait_finished_p50_ms']):>11} / {ms(s['wait_finished_p95_ms']):<8} "
             f"{ms(s['wait_all_p50_ms']):>7} / {ms(s['wait_all_p95_ms']):<7} {s['taken_back']:>6} "
-            f"{ms(s.get('held_finished_p50_ms')):>6} / {ms(s.get('held_finished_p95_ms')):<5}")
+            f"{ms(s['held_finished_p50_ms']):>6} / {ms(s['held_finished_p95_ms']):<5}")
     return "\n".join(lines)
