@@ -661,6 +661,11 @@ def _field_type(cls: type, name: str) -> Any:
     return tp
 
 
+def _optional(cls: type, name: str) -> bool:
+    tp = typing.get_type_hints(cls)[name]
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp)
+
+
 def _convert(cls: type, name: str, value: Any, where: str) -> Any:
     """``value`` (from TOML, or a flag's text) as the field's type; ConfigError names what is wrong.
 
@@ -669,8 +674,10 @@ def _convert(cls: type, name: str, value: Any, where: str) -> Any:
     character (which no file name or model id can hold) is refused in every text setting.
     """
     tp = _field_type(cls, name)
-    if value is None:
-        return None
+    if value is None:  # a flag's "none": only where the setting may be unset (a model id, a path)
+        if _optional(cls, name):
+            return None
+        raise ConfigError(f"{where} must be {tp.__name__}, not none")
     if isinstance(value, dict) and tp is str:  # a TOML table for a "k=v,k=v" setting ([translate] voices)
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise ConfigError(f"{where} must be a table of text values (got {shown(value)})")
