@@ -343,7 +343,14 @@ class LlamaEngine:
         the longest common prefix, the last words and the template's end. Blocking, like every call.
         ``stop`` is checked between steps of :attr:`PREFILL_CHUNK` tokens: the real answer is waiting.
         """
-        tokens = self._prompt_tokens_until_end_of(messages)
+        tokens, _end = self._prompt_split(messages)
+        return self._eval_prompt(tokens, stop)
+
+    def _eval_prompt(self, tokens: list[int], stop: CancelFlag | None, *, last_fresh: bool = False) -> int:
+        """Evaluate ``tokens`` into the KV cache after their longest cached prefix, in steps of
+        :attr:`PREFILL_CHUNK` while ``stop`` may come, else in one (each step is a pass through the
+        whole model: on two cores about 50 ms however few its tokens); ``last_fresh``: the last one
+        always, so that its logits are the context's latest. Returns the count evaluated."""
         if not tokens:
             return 0
         llm = self._llm
@@ -353,22 +360,48 @@ class LlamaEngine:
             if a != b:
                 break
             common += 1
+        if last_fresh:
+            common = min(common, len(tokens) - 1)
         if common >= len(tokens):
             return 0
         llm.n_tokens = common  # eval() drops the KV cache after this position before evaluating
-        done = 0
-        for i in range(common, len(tokens), self.PREFILL_CHUNK):
+        done, chunk = 0, self.PREFILL_CHUNK if stop is not None else len(tokens)
+        for i in range(common, len(tokens), chunk):
             if stop is not None and stop.is_set():
                 break
-            step = tokens[i:i + self.PREFILL_CHUNK]
+            step = tokens[i:i + chunk]
             llm.eval(step)
             done += len(step)
         return done
 
-    def _prompt_tokens_until_end_of(self, messages: list[Message]) -> list[int]:
-        """The model's own prompt tokens for ``messages``, cut where the last message's text ends."""
+    def end_probability(self, messages: list[Message], stop: CancelFlag | None = None) -> float | None:
+        """The model's probability that the last message ends where its text ends: that the next
+        token is the chat template's end of turn (``<|im_end|>`` for ChatML), read from the logits
+        after the message's last token (the lexical end-of-turn judgement of LiveKit's turn
+        detector, here from the chat model itself). The prompt is evaluated as :meth:`prefill`
+        does, so the answer that follows reuses it: it costs the last words' evaluation, which the
+        answer needs anyway, in one pass (the answer's own pass then covers only the template's
+        end). None when it cannot tell (no template end, stopped, an error)."""
+        tokens, end = self._prompt_split(messages)
+        if not tokens or end is None:
+            return None
+        self._eval_prompt(tokens, stop, last_fresh=True)
+        llm = self._llm
+        if stop is not None and stop.is_set() or llm.n_tokens != len(tokens):
+            return None
+        import numpy as np
+
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)).astype(np.float64)
+        logits -= logits.max()
+        weights = np.exp(logits)
+        return float(weights[end] / weights.sum())
+
+    def _prompt_split(self, messages: list[Message]) -> tuple[list[int], int | None]:
+        """The model's own prompt tokens for ``messages``, cut where the last message's text ends,
+        and the first token the template puts after that text (its end-of-turn marker; None if
+        there is none)."""
         if not messages:
-            return []
+            return [], None
         marked = [*messages[:-1], {**messages[-1], "content": messages[-1]["content"] + _SENTINEL}]
         llm: Any = self._llm  # its chat handlers are typed for a Llama; they get the probe standing in for one
         handler = getattr(llm, "chat_handler", None) or llm._chat_handlers.get(llm.chat_format)
@@ -383,13 +416,15 @@ class LlamaEngine:
             pass
         except Exception as err:  # a chat format that cannot render this: no prefill, nothing worse
             log.debug("prefill: the chat handler failed: %s", err)
-            return []
+            return [], None
         sentinel = _SENTINEL.encode("utf-8")
         for text, add_bos, special in probe.texts:
             cut = text.find(sentinel)
             if cut >= 0:
-                return list(llm.tokenize(text[:cut], add_bos=add_bos, special=special))
-        return []
+                after = list(llm.tokenize(text[cut + len(sentinel):], add_bos=False, special=special))
+                return list(llm.tokenize(text[:cut], add_bos=add_bos, special=special)), \
+                    (after[0] if after else None)
+        return [], None
 
     def warm(self, messages: list[Message]) -> None:
         """Evaluate the system prompt once so the first turn is as fast as the tenth."""

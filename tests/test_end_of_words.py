@@ -1,0 +1,34 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The chat LLM's judgement of whether the wearer's words end there (``[vad] hold_below``), with the
+real 1.5B: a sentence left hanging is doubted, a whole question trusted, and the answer after the
+judgement reuses its evaluation without harm."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import words
+
+from glasses_assistant.pipeline import Assistant
+
+pytestmark = pytest.mark.models
+
+
+def test_the_chat_llm_doubts_hanging_words_and_trusts_a_whole_question(assistant: Assistant) -> None:
+    llm = assistant.engines.llm
+    assert llm is not None
+    system = {"role": "system", "content": assistant.config.llm.system_prompt}
+
+    def judged(text: str) -> float:
+        p = llm.end_probability([system, {"role": "user", "content": text}])
+        assert p is not None and 0.0 <= p <= 1.0, (text, p)
+        return p
+
+    whole = judged("What is the capital of France?")
+    assert whole >= assistant.config.vad.hold_below, whole  # not held: answered at once
+    for hanging in ("What is the capital of", "Tell me about the", "Set a timer for"):
+        assert judged(hanging) < 0.2, hanging
+    assert judged("Remind me.") < assistant.config.vad.hold_below  # a request that usually goes on
+    # The answer streams after a judgement of the same prompt (its KV cache reused) and is right.
+    messages = [system, {"role": "user", "content": "What is the capital of France?"}]
+    assert llm.end_probability(messages) == pytest.approx(whole, abs=0.05)
+    assert "paris" in words(llm.stream(messages, lambda _piece: None, max_tokens=12))
