@@ -180,6 +180,17 @@ class Anticipator:
         """The wearer paused (the speculative transcription is about to start): partial work gives way."""
         self._stale.set()
 
+    def judge_end(self, text: str) -> asyncio.Future[float | None] | None:
+        """The chat LLM's probability that the wearer's words end with ``text``; None when the
+        local chat model would not answer them (a tool, the camera, a server). Queued on the llm
+        worker before the preemptive answer, so it comes first and the answer reuses its
+        evaluation of the question: it costs one pass through the model."""
+        llm = self._llm
+        if not hasattr(llm, "end_probability") or not self._local_chat(text):
+            return None  # a tool's turn is never held; a server's or the camera's is slow anyway
+        messages = self._messages(text)
+        return self.ctx.engines.start("llm", llm.end_probability, messages)
+
     def paused(self, transcript: Transcript) -> None:
         """The speculative transcript of the first pause is ready: start answering it (not aloud)."""
         self.drop()

@@ -116,6 +116,14 @@ class VadConfig:
     who pauses up to ``take_back_ms`` mid-sentence is never answered over; a reply ready sooner waits
     (on this 2-core machine p50 1196 ms instead of 712 ms). Off (default): the reply is heard as soon
     as it is ready, and a wearer who goes on after it started gets a second turn."""
+    hold_below: float = 0.95
+    """With ``hold_reply`` off: the reply to a turn that ended early is held as above only while the
+    chat LLM doubts that the wearer's words end there, i.e. its probability of the chat template's
+    end of turn right after the speculative transcript is below this ("Remind me." 0.69, "Set an
+    alarm." 0.63, "Thank you." 0.55; "What is the capital of France?" 0.98). Judged on the llm
+    worker just before the preemptive answer (one pass through the model, about 30 ms here), so a
+    question it trusts is not held. A tool's turn is never held. 0: never held; 1: always, as
+    ``hold_reply``."""
 
     def __post_init__(self) -> None:
         _check(0.0 < self.threshold < 1.0, "--vad-threshold", "must be between 0 and 1", self.threshold)
@@ -129,6 +137,7 @@ class VadConfig:
         )
         _check(0 <= self.burst_ms <= 2000, "--vad-burst-ms", "must be 0..2000", self.burst_ms)
         _check(0 <= self.take_back_ms <= 10_000, "--vad-take-back-ms", "must be 0..10000", self.take_back_ms)
+        _check(0.0 <= self.hold_below <= 1.0, "--vad-hold-below", "must be between 0 and 1", self.hold_below)
         _check(0 <= self.min_speech_ms <= 2000, "--vad-min-speech-ms", "must be 0..2000", self.min_speech_ms)
         _check(
             100 <= self.end_silence_ms <= 5000, "--vad-end-silence-ms", "must be 100..5000",

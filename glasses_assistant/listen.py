@@ -46,7 +46,7 @@ from .reply import ReplyHandle, ReplySpeaker
 from .skill import SkillContext, Turn
 from .trace import TurnTrace
 from .turn import EndOfTurnDetector, SpeechPaused, SpeechResumed, SpeechStarted, TurnEnded, TurnEvent, sounds_finished
-from .turn_policy import EndOfTurnPolicy
+from .turn_policy import EndOfTurnPolicy, hangs
 from .vision.skill import BUTTON_QUESTION, VisionSkill
 
 log = logging.getLogger(__name__)
@@ -171,6 +171,9 @@ class Listener:
             vcfg = dataclasses.replace(vcfg, end_policy="punctuation", patience_ms=vcfg.end_silence_ms)
         self.policy = end_of_turn_policy(vcfg, acoustic=engines.turn is not None, eager=self.can_take_back)
         self._acoustic: asyncio.Future[float] | None = None
+        self._end_judged: tuple[Speculation, asyncio.Future[float | None] | None] | None = None
+        """The chat LLM's judgement of whether the words end with a speculation's transcript
+        (``[vad] hold_below``): asked when it is ready, read at the early end."""
         self._pause_audio: np.ndarray | None = None
         self._early: EarlyEnd | None = None
         self._taken_back: set[int] = set()
@@ -356,6 +359,9 @@ class Listener:
             if self.speculation is spec:
                 if self._anticipating() and not future.cancelled() and future.exception() is None:
                     assert self.speaker.early is not None
+                    text = future.result().text
+                    if self._holds() == "doubtful" and not hangs(text):  # hanging: no early end to hold
+                        self._end_judged = (spec, self.speaker.early.judge_end(text))  # first: the answer reuses it
                     self.speaker.early.paused(future.result())  # start answering it, not aloud yet
                 self._end_early(time.monotonic())
 
@@ -432,11 +438,42 @@ class Listener:
             item = self._submit(dataclasses.replace(ended, early=early), t_end)
             if early and item is not None and self.can_take_back:
                 self._early = EarlyEnd(item, t_end, silence, self.out.timeline.end)
-                vcfg = self.ctx.config.vad
-                if vcfg.hold_reply and not self.opts.half_duplex:  # half duplex hears nothing while replying
-                    # Its reply is not heard until the take-back window closes (:meth:`_stands`); the
-                    # bound is only a guard against a listener that stops hearing (the window plus 1 s).
-                    self.out.hold((self._take_back_window_ms() - silence * 32.0) / 1000.0 + 1.0)
+                self._hold(spec, silence)
+
+    def _holds(self) -> str:
+        """Which replies to early ends wait for the take-back window: ``always`` (``[vad]
+        hold_reply``), ``doubtful`` (``hold_below``: those whose words the chat LLM doubts end
+        there) or ``never``. Half duplex hears nothing while replying, so it never holds."""
+        vcfg = self.ctx.config.vad
+        if not self.can_take_back or self.opts.half_duplex:
+            return "never"
+        return "always" if vcfg.hold_reply else "doubtful" if vcfg.hold_below > 0 else "never"
+
+    def _hold(self, spec: Speculation | None, silence: int) -> None:
+        """Hold the reply to the turn that just ended early until the take-back window closes
+        (:meth:`_stands`); with ``doubtful``, let it go the moment the chat LLM judges that the
+        words end there (its probability of the template's end of turn at least ``hold_below``),
+        which it usually does before the answer's first phrase is ready, so a plain question
+        costs nothing. The bound is only a guard against a listener that stops hearing."""
+        mode = self._holds()
+        if mode == "never":
+            return
+        self.out.hold((self._take_back_window_ms() - silence * 32.0) / 1000.0 + 1.0)
+        judged = None
+        if mode == "doubtful" and self._end_judged is not None and self._end_judged[0] is spec:
+            judged = self._end_judged[1]
+        if judged is None:
+            return  # always, or nobody to ask (a server, no local LLM): held, as hold_reply
+        early, below = self._early, self.ctx.config.vad.hold_below
+
+        def done(f: asyncio.Future[float | None]) -> None:
+            p = None if f.cancelled() or f.exception() is not None else f.result()
+            if p is not None and p >= below and self._early is early:
+                self.out.release()  # the words end there: heard as soon as it is ready
+                self.ctx.stats.holds_released += 1
+            log.debug("end of the words judged %s (hold below %.2f)", "unknown" if p is None else f"{p:.3f}", below)
+
+        judged.add_done_callback(done)
 
     def _take_back_window_ms(self) -> float:
         """Audio after the last word within which the wearer heard going on takes the turn back: the

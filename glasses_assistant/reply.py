@@ -183,9 +183,10 @@ class ReplySpeaker:
         trace.span("tts", text, started, now)
         if audio.size == 0:
             return
-        if trace.playback_end is None and isinstance(sink, ReferenceSink):
+        if trace.playback_end is None and trace.tool is None and isinstance(sink, ReferenceSink):
             # The turn ended early and the wearer may still go on: nothing is heard until the
             # listener says the turn stands (its take-back window closed), so it can be taken back.
+            # A turn that chose a tool stands anyway (the tool may have acted): it never waits.
             held = await sink.ready()
             if held > 0.0:
                 trace.held_ms = round(held * 1000.0, 1)

@@ -99,6 +99,8 @@ class LoopStats:
     """Turns ended early and taken back because the wearer went on before the reply was heard."""
     replies_held: int = 0
     """Replies whose first audio waited for the take-back window of a turn that ended early."""
+    holds_released: int = 0
+    """Early ends whose hold the chat LLM let go at once (``[vad] hold_below``): their words end there."""
     turn_model_calls: int = 0
     """Pauses the end-of-turn model was asked about (eager: only when the transcript could not tell)."""
     load_s: dict[str, float] = field(default_factory=dict)

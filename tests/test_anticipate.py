@@ -36,6 +36,10 @@ class FakeLlm:
         self.prefilled.append(messages[-1]["content"])
         return len(messages[-1]["content"].split())
 
+    def end_probability(self, messages: list[dict[str, str]], stop: Any = None) -> float | None:
+        self.streamed.append("judged: " + messages[-1]["content"])
+        return 0.1 if messages[-1]["content"].endswith(("the", "of")) else 0.95
+
     def stream(self, messages: list[dict[str, str]], on_token: Any, *, cancel: Any = None,
                max_tokens: int | None = None) -> str:
         self.streamed.append(messages[-1]["content"])
@@ -223,3 +227,24 @@ def test_a_partial_overtaken_by_the_pause_gives_way(assistant: Assistant) -> Non
     asyncio.run(main())
     assert llm.prefilled == [] and early.settle("What is the capital of France?") == {
         "prefills": 0, "prefilled_tokens": 0}
+
+
+def test_the_end_of_the_words_is_judged_before_the_preemptive_answer(assistant: Assistant) -> None:
+    """``[vad] hold_below``: the judgement goes first on the llm worker, so the answer reuses what it
+    evaluated and it is known before the answer's first phrase. A tool's words are not judged (its
+    turn is never held), nor is nothing."""
+    early, llm = assistant.early, assistant.llm
+
+    async def main() -> tuple[float | None, float | None]:
+        judged = early.judge_end("What is the capital of France?")
+        early.paused(_transcript("What is the capital of France?"))
+        hanging = early.judge_end("Tell me about the")
+        assert judged is not None and hanging is not None and early.preemption is not None
+        assert early.preemption.future is not None
+        await early.preemption.future
+        return await judged, await hanging
+
+    assert asyncio.run(main()) == (0.95, 0.1)
+    assert llm.streamed[:2] == ["judged: What is the capital of France?", "What is the capital of France?"]
+    assert early.judge_end("Set a timer for five minutes.") is None
+    assert early.judge_end("   ") is None

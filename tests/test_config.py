@@ -52,6 +52,7 @@ def test_toml_then_flags_override(tmp_path: Path) -> None:
         (["--tts-length-scale", "0"], "--tts-length-scale must be 0.3..3 (got 0.0)"),
         (["--llm-context", "2.5"], "[llm] context must be int (got '2.5')"),
         (["--vad-threshold", "none"], "[vad] threshold must be float, not none"),  # once a TypeError
+        (["--vad-hold-below", "2"], "--vad-hold-below must be between 0 and 1 (got 2.0)"),
     ],
 )
 def test_bad_values_get_one_clear_line(argv: list[str], message: str) -> None:

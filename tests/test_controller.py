@@ -252,6 +252,18 @@ def test_an_interrupted_reply_keeps_only_the_words_heard_not_its_hold() -> None:
     asyncio.run(main())
     assert trace.held_ms > 0 and ctx.stats.replies_held == 1
     assert [track for track, *_ in trace.spans] == ["tts", "hold", "speaker"]
+
+    # A turn that chose a tool stands (the tool may have acted), so its reply never waits.
+    tool_trace = TurnTrace(turn=2)
+    tool_trace.tool = {"tool": "set_timer", "args": {"seconds": 60}}
+
+    async def tool_turn() -> None:
+        sink = ReferenceSink(WavSink("unused.wav"))
+        sink.hold(5.0)
+        await asyncio.wait_for(speaker._phrase("Timer set.", sink, tool_trace), 1.0)
+
+    asyncio.run(tool_turn())
+    assert tool_trace.held_ms == 0.0 and ctx.stats.replies_held == 1
     handle = ReplyHandle()
     handle.stopped_t = trace.playback_end  # type: ignore[assignment]
     handle.cut(trace)

@@ -15,9 +15,10 @@ from glasses_assistant.pipeline import Assistant
 pytestmark = pytest.mark.models
 
 
-@pytest.mark.parametrize("hold", [False, True], ids=["default", "reply-held"])
+@pytest.mark.parametrize("hold", [{}, {"hold_reply": True}, {"hold_below": 0.0}],
+                         ids=["default-doubtful-hold", "reply-held", "never-held"])
 def test_a_600_ms_pause_mid_sentence_is_one_question_answered_once(assistant: Assistant, speak,
-                                                                   tmp_path: Path, hold: bool) -> None:
+                                                                   tmp_path: Path, hold: dict) -> None:
     from glasses_assistant.config import with_overrides
 
     assert assistant.engines.turn is not None, "the end-of-turn model should be loaded (combined policy)"
@@ -25,7 +26,8 @@ def test_a_600_ms_pause_mid_sentence_is_one_question_answered_once(assistant: As
     clip, resume_s = stretch_gap(speak("What is the capital of, Japan?"), 600)
     assert 0.5 < resume_s < len(clip) / 16_000 - 0.3
     saved = assistant.config
-    assistant.config = with_overrides(saved, vad={"hold_reply": hold})
+    released = assistant.ctx.stats.holds_released
+    assistant.config = with_overrides(saved, vad=hold)
     try:
         traces, _, _ = converse(assistant, [clip], tmp_path)
         vad = assistant.config.vad
@@ -40,6 +42,9 @@ def test_a_600_ms_pause_mid_sentence_is_one_question_answered_once(assistant: As
     assert len(assistant.conversation.exchanges) == 1  # answered once, not once per half
     # The turn ended after the wearer's last word, not in the pause.
     assert t.speech_end is not None and t.end_detected is not None and t.end_detected >= t.speech_end
+    if t.early_end and not vad.hold_reply and vad.hold_below > 0:
+        # The whole question reads as finished to the chat LLM: its reply was let go, not held.
+        assert assistant.ctx.stats.holds_released > released
     if t.early_end and vad.hold_reply:  # and its reply was not heard while the wearer could still have gone on
         assert t.first_audio is not None
         assert t.first_audio - t.speech_end >= (vad.take_back_ms + vad.min_speech_ms) / 1000 - 0.05, t.held_ms
