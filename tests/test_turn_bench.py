@@ -101,3 +101,28 @@ def test_with_the_hold_a_quick_reply_waits_out_the_window_and_is_taken_back() ->
     assert TakeBack(0.3, 1.0, 0.12, hold=True).heard_s(2.0, 1.9) == pytest.approx(1.9 + 1.12)
     result = score([rec], lambda: EndOfTurnPolicy("combined"), TakeBack(0.3, 1.0, 0.12, hold=True))
     assert result["false_cutoffs"] == 0 and result["rows"][0]["held_ms"] > 0
+
+
+def test_the_doubtful_hold_holds_only_words_the_llm_doubts_end_there() -> None:
+    from glasses_assistant.benches.turns import TakeBack
+
+    doubt = TakeBack(0.3, 1.0, 0.12, hold_below=0.9)
+    window = 1.9 + 1.12
+    assert doubt.heard_s(2.0, 1.9, 0.5, 2.1) == pytest.approx(window)  # doubted: held out the window
+    assert doubt.heard_s(2.0, 1.9, None, None) == pytest.approx(window)  # nobody could judge: held
+    assert doubt.heard_s(2.0, 1.9, 0.95, 2.1) == pytest.approx(2.3)  # trusted before the reply is ready
+    assert doubt.heard_s(2.0, 1.9, 0.95, 2.6) == pytest.approx(2.6)  # trusted late: held until then
+    assert doubt.heard_s(2.0, 1.9, 0.95, 9.0) == pytest.approx(window)  # never longer than the hold
+
+    # "What time is it? ... in Tokyo": a first half the LLM doubts is held and taken back; one it
+    # trusts is answered over the wearer (a false cut-off), like no hold at all.
+    def rec(end_p: float) -> Record:
+        pauses = {32: Pause(32, "What time is it?", 0.1, 0.9, 0.1, end_p, 0.25),
+                  62: Pause(62, "What time is it in Tokyo?", 0.1, 0.95, 0.1, 0.98, 0.25)}
+        return record(1.6, [(30, 19), (60, 60)], pauses)
+
+    doubted = replay(rec(0.5), EndOfTurnPolicy("combined"), doubt)
+    assert doubted.taken_back == 1 and doubted.end_s is not None and doubted.end_s > 1.6
+    assert doubted.held_s == pytest.approx(0.0)  # the whole question is trusted: not held
+    trusted = score([rec(0.95)], lambda: EndOfTurnPolicy("combined"), doubt)
+    assert trusted["false_cutoffs"] == 1 and trusted["rows"][0]["taken_back"] == 0

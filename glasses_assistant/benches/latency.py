@@ -134,6 +134,7 @@ ABLATIONS: list[tuple[str, dict[str, dict[str, Any]]]] = [
     ("first phrase of 6 words", {"tts": {"first_phrase_words": 6}}),
     ("llm on 1 thread", {"llm": {"threads": 1}}),
     ("the old system prompt", {"llm": {"system_prompt": OLD_SYSTEM_PROMPT}}),
+    ("no doubtful hold", {"vad": {"hold_below": 0.0}}),  # what the chat LLM's end-of-words judgement costs
     ("reply held for the take-back", {"vad": {"hold_reply": True}}),  # not a saving: what the hold costs
 ]
 # The end of turn before the end-of-turn policy (--vs-punctuation): the transcript's punctuation alone,

@@ -6,8 +6,9 @@ with a natural mid-sentence pause (written with a comma there, so the voice says
 phrase that goes on; the comma's gap is then stretched to 300-900 ms) and finished requests said in
 one breath. Each utterance runs through the real front end of the loop, chunk by chunk: Silero VAD,
 the end-of-turn detector and, at each pause, the real speculative Whisper transcription and the real
-Smart Turn judgement, run at the same time on two threads as the listener runs them, each result
-arriving after the time it really took on this machine. Every policy (:mod:`..turn_policy`) is then
+Smart Turn judgement, run at the same time on two threads as the listener runs them, then the chat
+LLM's end-of-words probability on the transcript (``[vad] hold_below``), each result arriving after
+the time it really took on this machine. Every policy (:mod:`..turn_policy`) is then
 replayed over that same record, so all of them are judged on identical audio, VAD decisions and model
 outputs, side by side in one run.
 
@@ -40,7 +41,8 @@ from ..audio.io import SAMPLE_RATE, resample
 from ..audio.smart_turn import SmartTurn
 from ..audio.vad import SileroVad
 from ..catalog import load_catalogue
-from ..config import Config
+from ..config import Config, VadConfig
+from ..engines.llm import LlamaEngine
 from ..engines.stt import WhisperEngine
 from ..engines.voices import open_voice
 from ..errors import ConfigError
@@ -117,6 +119,10 @@ class Pause:
     stt_s: float
     probability: float
     turn_s: float
+    end_p: float | None = None
+    """The chat LLM's probability that the words end with ``transcript`` (``[vad] hold_below``)."""
+    end_p_s: float = 0.0
+    """When it was known, from the pause: after the transcript, on the llm worker."""
 
 
 @dataclass
@@ -209,8 +215,9 @@ def _text(stt: WhisperEngine, audio: np.ndarray) -> str:
 
 
 def front_end(utt: Utterance, vad: SileroVad, detector: EndOfTurnDetector, stt: WhisperEngine,
-              model: SmartTurn) -> Record:
-    """Run one utterance through VAD, the detector and (at each pause) both models."""
+              model: SmartTurn, judge: Callable[[str], float | None] | None = None) -> Record:
+    """Run one utterance through VAD, the detector and (at each pause) both models, then ``judge``
+    (the chat LLM's end-of-words probability) on the transcript, as the llm worker does after it."""
     vad.reset()
     detector.reset()
     rec = Record(utt)
@@ -227,7 +234,12 @@ def front_end(utt: Utterance, vad: SileroVad, detector: EndOfTurnDetector, stt: 
             elif isinstance(event, SpeechPaused):
                 text, stt_s, p, turn_s = _both(partial(_text, stt, event.audio),
                                                partial(model.probability, event.audio))
-                rec.pauses[i] = Pause(i, text, stt_s, p, turn_s)
+                end_p, end_p_s = None, 0.0
+                if judge is not None and text.strip():
+                    t0 = time.perf_counter()
+                    end_p = judge(text)
+                    end_p_s = stt_s + time.perf_counter() - t0
+                rec.pauses[i] = Pause(i, text, stt_s, p, turn_s, end_p, end_p_s)
             elif isinstance(event, TurnEnded):
                 rec.speech_end_s = event.speech_end_t
                 rec.ends.append(i)
@@ -260,11 +272,21 @@ class TakeBack:
     hold: bool = False
     """``[vad] hold_reply``: no reply is heard before ``window_s + onset_s`` after the last word, so
     every resumption within the window is heard in time."""
+    hold_below: float = 0.0
+    """``[vad] hold_below``: held so only while the chat LLM's end-of-words probability is below this
+    (or unknown); a trusted one is let go when the judgement comes."""
 
-    def heard_s(self, decided_s: float, last_word_s: float) -> float:
-        """When the reply to a turn ended at ``decided_s`` is first heard."""
+    def heard_s(self, decided_s: float, last_word_s: float, end_p: float | None = None,
+                judged_s: float | None = None) -> float:
+        """When the reply to a turn ended at ``decided_s`` is first heard (``end_p``: the words'
+        end-of-turn probability, known at ``judged_s``)."""
         ready = decided_s + self.reply_s
-        return max(ready, last_word_s + self.window_s + self.onset_s) if self.hold else ready
+        window = last_word_s + self.window_s + self.onset_s
+        if self.hold or (self.hold_below > 0 and (end_p is None or end_p < self.hold_below)):
+            return max(ready, window)
+        if self.hold_below > 0 and judged_s is not None:
+            return max(ready, min(window, judged_s))  # held until the judgement lets it go
+        return ready
 
 
 def replay(rec: Record, policy: EndOfTurnPolicy, take_back: TakeBack | None = None) -> Outcome:
@@ -322,7 +344,8 @@ def replay(rec: Record, policy: EndOfTurnPolicy, take_back: TakeBack | None = No
                 later = [k for k in rec.resumes if k > i]
                 resume = rec.resumes[min(later)] if later else None
                 last_word = t - silence * CHUNK_MS / 1000.0
-                heard = take_back.heard_s(moment, last_word)
+                judged = None if current is None else (current.chunk + 1) * CHUNK_MS / 1000.0 + current.end_p_s
+                heard = take_back.heard_s(moment, last_word, current.end_p if current else None, judged)
                 if resume is not None and resume - last_word <= take_back.window_s \
                         and resume + take_back.onset_s <= heard:
                     taken, skip_to = taken + 1, min(later)
@@ -338,13 +361,14 @@ def record_to_json(r: Record) -> dict[str, Any]:
             "silence": r.silence, "starts": r.starts, "resumes": {str(k): v for k, v in r.resumes.items()},
             "ends": r.ends,
             "pauses": [{"chunk": p.chunk, "transcript": p.transcript, "probability": p.probability,
-                        "stt_s": p.stt_s, "turn_s": p.turn_s} for p in r.pauses.values()]}
+                        "stt_s": p.stt_s, "turn_s": p.turn_s, "end_p": p.end_p, "end_p_s": p.end_p_s}
+                       for p in r.pauses.values()]}
 
 
 def record_from_json(d: dict[str, Any]) -> Record:
     utt = Utterance(d["voice"], d["text"], np.zeros(0, np.float32), d["resume_s"])
-    pauses = {p["chunk"]: Pause(p["chunk"], p["transcript"], p["stt_s"], p["probability"], p["turn_s"])
-              for p in d["pauses"]}
+    pauses = {p["chunk"]: Pause(p["chunk"], p["transcript"], p["stt_s"], p["probability"], p["turn_s"],
+                                p.get("end_p"), p.get("end_p_s", 0.0)) for p in d["pauses"]}
     return Record(utt, list(d["silence"]), list(d["starts"]), {int(k): v for k, v in d["resumes"].items()},
                   pauses, d["speech_end_s"], list(d.get("ends", [])))
 
@@ -394,6 +418,7 @@ def score(records: list[Record], make: Callable[[], EndOfTurnPolicy],
         "wait_all_p50_ms": _pct(waits_all, 50), "wait_all_p95_ms": _pct(waits_all, 95),
         "finished": n_fin, "taken_back": taken, "rows": rows,
         "held_finished_p50_ms": _pct(held_finished, 50), "held_finished_p95_ms": _pct(held_finished, 95),
+        "held_finished": sum(h > 0.5 for h in held_finished),
     }
 
 
@@ -411,6 +436,14 @@ def record_all(config: Config, per_voice: int | None, progress: Callable[[str], 
     model = SmartTurn(catalogue.resolve("turn", config.vad.turn_model)[0])
     stt.transcribe(np.zeros(SAMPLE_RATE, np.float32))
     model.probability(np.zeros(SAMPLE_RATE, np.float32))
+    progress("loading the chat LLM (its end-of-words judgement: [vad] hold_below)")
+    llm = LlamaEngine(catalogue.resolve("llm", config.llm.wanted)[0], config.llm)
+    system = {"role": "system", "content": config.llm.system_prompt}
+
+    def judge(text: str) -> float | None:
+        return llm.end_probability([system, {"role": "user", "content": text}])
+
+    judge("Hello.")  # the system prompt, evaluated once as the loop's warm-up does
     utterances = corpus(config, progress, per_voice)
     v = config.vad
     patience = max(v.patience_ms, v.end_silence_ms)
@@ -419,7 +452,7 @@ def record_all(config: Config, per_voice: int | None, progress: Callable[[str], 
     records = []
     t0 = time.perf_counter()
     for k, utt in enumerate(utterances, 1):
-        records.append(front_end(utt, vad, detector, stt, model))
+        records.append(front_end(utt, vad, detector, stt, model, judge))
         if k % 16 == 0 or k == len(utterances):
             progress(f"front end: {k}/{len(utterances)} utterances ({time.perf_counter() - t0:.0f} s)")
     return records
@@ -461,7 +494,10 @@ def run_turn_bench(config: Config, *, json_path: Path | None = None, per_voice: 
     eager = partial(make_policy, "combined", config, True)
     report["policies"]["combined+take-back"] = score(records, eager, take_back)
     report["policies"]["take-back+hold"] = score(records, eager, replace(take_back, hold=True))
-    report["default"] = "take-back+hold" if v.hold_reply else "combined+take-back"
+    report["hold_below"] = v.hold_below or VadConfig.hold_below  # off: the default's, to compare
+    report["policies"]["take-back+doubt"] = score(records, eager, replace(take_back, hold_below=report["hold_below"]))
+    report["default"] = ("take-back+hold" if v.hold_reply else "take-back+doubt" if v.hold_below > 0
+                         else "combined+take-back")
     progress(format_turn_table(report))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -482,9 +518,11 @@ def format_turn_table(report: dict[str, Any]) -> str:
         f"models at each pause (run together): speculative Whisper {ms(report['speculative_stt_ms_p50'])} ms p50, "
         f"Smart Turn {ms(report['smart_turn_ms_p50'])} ms p50",
         f"take-back: an early end is taken back if the wearer is heard going on within {report['reply_ms']} ms "
-        "(before the reply's first audio)",
+        "(before the reply's first audio); hold: its reply waits for the take-back window; doubt: it waits only "
+        f"while the chat LLM's end-of-words probability is below {report.get('hold_below', '-')}",
         f"{'policy':<19} {'false cut-offs':>16} {'(finished)':>10} {'missed ends':>13} "
-        f"{'wait finished p50/p95':>22} {'wait all p50/p95':>17} {'taken back':>10} {'held p50/p95':>13}",
+        f"{'wait finished p50/p95':>22} {'wait all p50/p95':>17} {'taken back':>10} {'held p50/p95':>13} "
+        f"{'held (finished)':>15}",
     ]
     for name, s in report["policies"].items():
         lines.append(
@@ -493,5 +531,6 @@ def format_turn_table(report: dict[str, Any]) -> str:
             f"{s['missed_ends']:>4} {s['missed_end_pct']:5.1f} % "
             f"{ms(s['wait_finished_p50_ms']):>11} / {ms(s['wait_finished_p95_ms']):<8} "
             f"{ms(s['wait_all_p50_ms']):>7} / {ms(s['wait_all_p95_ms']):<7} {s['taken_back']:>6} "
-            f"{ms(s['held_finished_p50_ms']):>6} / {ms(s['held_finished_p95_ms']):<5}")
+            f"{ms(s['held_finished_p50_ms']):>6} / {ms(s['held_finished_p95_ms']):<5} "
+            f"{s.get('held_finished', 0):>6}/{s['finished']:<3}")
     return "\n".join(lines)
