@@ -98,6 +98,8 @@ class Anticipator:
         self._partial_at_ms = 0.0
         self._partial: asyncio.Future[Transcript | None] | None = None
         self._prefilling = False
+        self._judged: tuple[str, list[Message]] | None = None
+        """The last text judged (:meth:`judge_end`) and its prompt, for the answer to it."""
         self._epoch = 0
         """Bumped at each turn's start and end: a partial transcript of an older turn is ignored."""
         self._stale = threading.Event()
@@ -189,15 +191,17 @@ class Anticipator:
         if not hasattr(llm, "end_probability") or not self._local_chat(text):
             return None  # a tool's turn is never held; a server's or the camera's is slow anyway
         messages = self._messages(text)
+        self._judged = (text, messages)  # the preemptive answer's prompt: recalled once, not twice
         return self.ctx.engines.start("llm", llm.end_probability, messages)
 
     def paused(self, transcript: Transcript) -> None:
         """The speculative transcript of the first pause is ready: start answering it (not aloud)."""
         self.drop()
+        judged, self._judged = self._judged, None  # judged just now (this pause), or stale
         if not self.ctx.config.llm.preemptive or not self._local_chat(transcript.text):
             return
         loop = asyncio.get_running_loop()
-        messages = self._messages(transcript.text)
+        messages = judged[1] if judged is not None and judged[0] == transcript.text else self._messages(transcript.text)
         pre = Preemption(transcript.text, messages, AnyFlag(), asyncio.Queue())
         llm = self._llm
 
