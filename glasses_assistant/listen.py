@@ -494,6 +494,8 @@ class Listener:
 
         def done(f: asyncio.Future[float | None]) -> None:
             p = None if f.cancelled() or f.exception() is not None else f.result()
+            if p is not None:
+                self.ctx.stats.end_of_words_p.append(round(p, 4))
             if p is not None and p >= below and self._early is early:
                 self.out.release()  # the words end there: heard as soon as it is ready
                 self.ctx.stats.holds_released += 1

@@ -104,6 +104,8 @@ class LoopStats:
     """Replies whose first audio waited for the take-back window of a turn that ended early."""
     holds_released: int = 0
     """Early ends whose hold the chat LLM let go at once (``[vad] hold_below``): their words end there."""
+    end_of_words_p: list[float] = field(default_factory=list)
+    """The chat LLM's judgement at each early end that was held while it judged (``[vad] hold_below``)."""
     turn_model_calls: int = 0
     """Pauses the end-of-turn model was asked about (eager: only when the transcript could not tell)."""
     load_s: dict[str, float] = field(default_factory=dict)

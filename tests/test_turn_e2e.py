@@ -26,7 +26,8 @@ def test_a_600_ms_pause_mid_sentence_is_one_question_answered_once(assistant: As
     clip, resume_s = stretch_gap(speak("What is the capital of, Japan?"), 600)
     assert 0.5 < resume_s < len(clip) / 16_000 - 0.3
     saved = assistant.config
-    released = assistant.ctx.stats.holds_released
+    stats = assistant.ctx.stats
+    released, judged = stats.holds_released, len(stats.end_of_words_p)
     assistant.config = with_overrides(saved, vad=hold)
     try:
         traces, _, _ = converse(assistant, [clip], tmp_path)
@@ -43,8 +44,12 @@ def test_a_600_ms_pause_mid_sentence_is_one_question_answered_once(assistant: As
     # The turn ended after the wearer's last word, not in the pause.
     assert t.speech_end is not None and t.end_detected is not None and t.end_detected >= t.speech_end
     if t.early_end and not vad.hold_reply and vad.hold_below > 0:
-        # The whole question reads as finished to the chat LLM: its reply was let go, not held.
-        assert assistant.ctx.stats.holds_released > released
+        # The chat LLM judged the whole question at its early end (before the answer: the same
+        # worker, queued first). Whether it trusted it enough to let the reply go depends on the
+        # memories and the persona in its prompt, and when on the machine's load, so that is the
+        # benchmark's to measure (bench --turns), not this test's.
+        assert len(stats.end_of_words_p) > judged
+        assert stats.holds_released - released <= len(stats.end_of_words_p) - judged
     if t.early_end and vad.hold_reply:  # and its reply was not heard while the wearer could still have gone on
         assert t.first_audio is not None
         assert t.first_audio - t.speech_end >= (vad.take_back_ms + vad.min_speech_ms) / 1000 - 0.05, t.held_ms
