@@ -122,8 +122,8 @@ class VadConfig:
     end of turn right after the speculative transcript is below this ("Remind me." 0.69, "Set an
     alarm." 0.63, "Thank you." 0.55; "What is the capital of France?" 0.98). Judged on the llm
     worker just before the preemptive answer (one pass through the model, about 30 ms here), so a
-    question it trusts is not held. A tool's turn is never held. 0: never held; 1: always, as
-    ``hold_reply``."""
+    question it trusts is not held. A turn the chat LLM would not answer (a tool, translation, the
+    camera, a server) is neither judged nor held. 0: never held; 1: always, as ``hold_reply``."""
 
     def __post_init__(self) -> None:
         _check(0.0 < self.threshold < 1.0, "--vad-threshold", "must be between 0 and 1", self.threshold)

@@ -482,14 +482,14 @@ class Listener:
         which it usually does before the answer's first phrase is ready, so a plain question
         costs nothing. The bound is only a guard against a listener that stops hearing."""
         mode = self._holds()
-        if mode == "never":
-            return
-        self.out.hold((self._take_back_window_ms() - silence * 32.0) / 1000.0 + 1.0)
         judged = None
         if mode == "doubtful" and self._end_judged is not None and self._end_judged[0] is spec:
             judged = self._end_judged[1]
+        if mode == "never" or (mode == "doubtful" and judged is None):
+            return  # doubtful: nothing to judge (a tool, translation, the camera, a server): not held
+        self.out.hold((self._take_back_window_ms() - silence * 32.0) / 1000.0 + 1.0)
         if judged is None:
-            return  # always, or nobody to ask (a server, no local LLM): held, as hold_reply
+            return  # always
         early, below = self._early, self.ctx.config.vad.hold_below
 
         def done(f: asyncio.Future[float | None]) -> None:

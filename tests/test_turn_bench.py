@@ -109,7 +109,7 @@ def test_the_doubtful_hold_holds_only_words_the_llm_doubts_end_there() -> None:
     doubt = TakeBack(0.3, 1.0, 0.12, hold_below=0.9)
     window = 1.9 + 1.12
     assert doubt.heard_s(2.0, 1.9, 0.5, 2.1) == pytest.approx(window)  # doubted: held out the window
-    assert doubt.heard_s(2.0, 1.9, None, None) == pytest.approx(window)  # nobody could judge: held
+    assert doubt.heard_s(2.0, 1.9, None, None) == pytest.approx(2.3)  # nothing judged (not the chat's): not held
     assert doubt.heard_s(2.0, 1.9, 0.95, 2.1) == pytest.approx(2.3)  # trusted before the reply is ready
     assert doubt.heard_s(2.0, 1.9, 0.95, 2.6) == pytest.approx(2.6)  # trusted late: held until then
     assert doubt.heard_s(2.0, 1.9, 0.95, 9.0) == pytest.approx(window)  # never longer than the hold

@@ -273,8 +273,8 @@ class TakeBack:
     """``[vad] hold_reply``: no reply is heard before ``window_s + onset_s`` after the last word, so
     every resumption within the window is heard in time."""
     hold_below: float = 0.0
-    """``[vad] hold_below``: held so only while the chat LLM's end-of-words probability is below this
-    (or unknown); a trusted one is let go when the judgement comes."""
+    """``[vad] hold_below``: held so only while the chat LLM's end-of-words probability is below this;
+    a trusted one is let go when the judgement comes, and one with none (not the chat's) is not held."""
 
     def heard_s(self, decided_s: float, last_word_s: float, end_p: float | None = None,
                 judged_s: float | None = None) -> float:
@@ -282,9 +282,9 @@ class TakeBack:
         end-of-turn probability, known at ``judged_s``)."""
         ready = decided_s + self.reply_s
         window = last_word_s + self.window_s + self.onset_s
-        if self.hold or (self.hold_below > 0 and (end_p is None or end_p < self.hold_below)):
+        if self.hold or (self.hold_below > 0 and end_p is not None and end_p < self.hold_below):
             return max(ready, window)
-        if self.hold_below > 0 and judged_s is not None:
+        if self.hold_below > 0 and end_p is not None and judged_s is not None:
             return max(ready, min(window, judged_s))  # held until the judgement lets it go
         return ready
 
