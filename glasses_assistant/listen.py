@@ -194,12 +194,7 @@ class Listener:
         self.guard = EchoGuard(self.out.timeline, max_delay_ms=bcfg.echo_max_delay_ms, margin_db=bcfg.echo_margin_db,
                                initial_coupling_db=bcfg.echo_initial_db) if options.barge_in else None
         self.wake: WakeWordDetector | None = engines.wake_detector(lcfg) if self.mode == "wake" else None
-        self.wake_tuning = tuning(lcfg.wake_word, lcfg.wake_sensitivity)
-        self._wake_bar: float | None = None
-        """While a rejected firing may still be checked again (its refractory time, until
-        ``_wake_until``): the bar it failed; a tier passed later offers a lower one."""
-        self._wake_until = 0.0
-        self._wake_fired_t = 0.0
+        self.wake_min_score = tuning(lcfg.wake_word, lcfg.wake_sensitivity).min_score
         self.pre_roll_chunks = max(1, -(-lcfg.wake_pre_roll_ms // 32))
         self.check_chunks = -(-WAKE_CHECK_MS // 32) if lcfg.wake_verify else 0
         self.recent: deque[np.ndarray] = deque(maxlen=max(self.pre_roll_chunks, self.check_chunks))
@@ -266,19 +261,11 @@ class Listener:
         if not ctl.armed and not ctl.replying and not replying:
             # Waiting for the wake word or a tap: nothing heard now becomes a turn.
             if self.wake is not None and ctl.wants_wake_word:
-                fired = await self.ctx.call("vad", self.wake.process, samples)
-                bar = self.wake_tuning.min_score_at(self.wake.last_probability)
-                if fired:
+                if await self.ctx.call("vad", self.wake.process, samples):
                     self.ctx.stats.wake_words += 1
-                    self._wake_bar, self._wake_until, self._wake_fired_t = None, t + self.wake.refractory, t
-                elif self._wake_bar is not None and t > self._wake_until:
-                    self._forget_false_wake()
-                again = not fired and self._wake_bar is not None and bar < self._wake_bar
-                if fired or again:
-                    if await self._wake_confirmed(bar, again):
+                    if await self._wake_confirmed():
                         await self._act(ctl.wake(t), t)
-                        # From the chunk it first fired on: a check again waits for the tier.
-                        self.ctx.stats.wake_to_listening_s.append(time.monotonic() - self._wake_fired_t)
+                        self.ctx.stats.wake_to_listening_s.append(time.monotonic() - t)
             return
         prob = await self.ctx.call("vad", engines.vad, samples)
         voiced = prob >= vcfg.threshold
@@ -313,18 +300,11 @@ class Listener:
             self._prefill_while_speaking()
         self._end_early(t)
 
-    def _forget_false_wake(self) -> None:
-        """A rejected firing can no longer be checked again: what it heard is dropped."""
-        self._wake_bar = None
-        self.recent.clear()
+    async def _wake_confirmed(self) -> bool:
+        """The detector fired: does the recogniser hear the wake phrase in the pre-roll too?
 
-    async def _wake_confirmed(self, min_score: float, again: bool = False) -> bool:
-        """The detector fired (``again``: a rejected firing passed a tier of the tuning since): does
-        the recogniser hear the wake phrase in the pre-roll with at least ``min_score`` too?
-
-        A rejected firing is counted once, never becomes a turn, and is forgotten: once it can no
-        longer be checked again (its refractory time is over, or no tier is left), the pre-roll is
-        dropped, and what was heard is neither logged nor kept (only the score is logged).
+        A rejected firing is counted and forgotten: the pre-roll is dropped, nothing becomes a
+        turn, and what was heard is neither logged nor kept (only the score is logged).
         The chunks that arrive meanwhile wait in the source's queue, so a request said in the
         same breath loses nothing.
         """
@@ -335,26 +315,20 @@ class Listener:
         assert stt is not None
         clip = np.concatenate(list(self.recent)[-self.check_chunks:])
         t0 = time.monotonic()
-        self._wake_bar = None
-        lower = any(score < min_score for _level, score in self.wake_tuning.tiers)
         try:
             scores = await self.ctx.call("stt", stt.phrase_scores, clip, WRITTEN[self.wake.wake_word])
         except Exception:  # keep serving; unchecked, the firing does not wake (a tap still does)
             log.exception("the wake word's second stage failed: not waking")
             stats.errors += 1
-            scores, lower = [], False  # and not trying again: it would fail again
-        check = judge(scores, min_score, time.monotonic() - t0)
+            scores = []
+        check = judge(scores, self.wake_min_score, time.monotonic() - t0)
         stats.wake_check_s.append(check.elapsed_s)
-        stats.wake_rechecks += again
         if check.accepted:
             return True
-        stats.wake_rejected += not again
-        if lower:
-            self._wake_bar = min_score  # a surer detector may still lower the bar
-        else:
-            self._forget_false_wake()
+        stats.wake_rejected += 1
+        self.recent.clear()
         log.info("wake word fired but the recogniser did not hear %r (score %.2f < %.2f): not waking",
-                 self.wake.phrase, check.score, min_score)
+                 self.wake.phrase, check.score, self.wake_min_score)
         return False
 
     # ------------------------------------------------------------------ the answer prepared early

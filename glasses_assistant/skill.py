@@ -87,10 +87,7 @@ class LoopStats:
     wake_words: int = 0
     """Firings of the wake word detector (confirmed or not)."""
     wake_rejected: int = 0
-    """Firings the second stage did not confirm at first: no turn, nothing kept (unless a check again
-    confirms one: ``wake_rechecks``)."""
-    wake_rechecks: int = 0
-    """Checks again of rejected firings, because the detector grew surer (a tier of the tuning)."""
+    """Firings the second stage did not confirm: no turn, nothing kept."""
     wake_check_s: list[float] = field(default_factory=list)
     """Seconds each second-stage check took (what it adds to wake-to-listening)."""
     wake_to_listening_s: list[float] = field(default_factory=list)

@@ -42,7 +42,7 @@ import numpy as np
 
 from glasses_assistant.audio.io import read_wav, resample
 from glasses_assistant.audio.room import at_distance
-from glasses_assistant.audio.wake_verify import SENSITIVITIES, TUNING, WAKE_CHECK_MS, WRITTEN, WakeTuning
+from glasses_assistant.audio.wake_verify import SENSITIVITIES, TUNING, WAKE_CHECK_MS, WRITTEN
 from glasses_assistant.audio.wakeword import WAKE_PHRASES, WAKE_WORDS, WakeWordDetector
 from glasses_assistant.catalog import load_catalogue
 from glasses_assistant.config import TtsConfig, load_config
@@ -403,21 +403,7 @@ def report(raw: dict, path: Path | None) -> int:
 
 
 # ---------------------------------------------------------------------------- the report
-Rules = list[tuple[float, float | None]]
-"""(detector cutoff, the check's min score or None for no check): a firing at any pair's cutoff that
-scores its min wakes. One pair is a plain setting; a tuning's tiers add pairs (the surer the
-detector, the lower the bar), as the listener checks a rejected firing again when it passes one."""
-
-
-def tuning_rules(t: WakeTuning) -> Rules:
-    return [(t.cutoff, t.min_score), *t.tiers]
-
-
-def _wakes(firing_score: float, min_score: float | None) -> bool:
-    return min_score is None or firing_score >= min_score
-
-
-def false_accepts(neg: dict, word: str, kinds: set[str], rules: Rules,
+def false_accepts(neg: dict, word: str, kinds: set[str], cutoff: float, min_score: float | None,
                   names: set[str] | None = None) -> tuple[int, float]:
     """(false accepts, hours) over the negative sources of ``kinds`` (and ``names``)."""
     count, hours = 0, 0.0
@@ -426,32 +412,15 @@ def false_accepts(neg: dict, word: str, kinds: set[str], rules: Rules,
             continue
         hours += entry["hours"]
         for f in entry["firings"][word]:
-            if any(cutoff in f["cutoffs"] and _wakes(f["score"], m) for cutoff, m in rules):
+            if cutoff in f["cutoffs"] and (min_score is None or f["score"] >= min_score):
                 count += 1
     return count, hours
 
 
-def missed(clips: list[dict], rules: Rules) -> int:
-    """Positives the wake word missed: no firing at a rule's cutoff that its second stage accepted."""
-    return sum(not any(_wakes(f["score"], m) for cutoff, m in rules for f in c["firings"][str(cutoff)])
+def missed(clips: list[dict], cutoff: float, min_score: float | None) -> int:
+    """Positives the wake word missed: no firing at ``cutoff`` (that the second stage accepted)."""
+    return sum(not any(min_score is None or f["score"] >= min_score for f in c["firings"][str(cutoff)])
                for c in clips)
-
-
-def rates(neg: dict, clips: list[dict], word: str, english: set[str], rules: Rules) -> dict:
-    """False accepts (per hour, with the 95 % bound) and false rejects (per group and condition)."""
-    fa, h = false_accepts(neg, word, {"speech", "sound"}, rules)
-    fa_s, _ = false_accepts(neg, word, {"speech"}, rules)
-    fa_en, _ = false_accepts(neg, word, {"speech"}, rules, english)
-    row = {"false_accepts": fa, "hours": round(h, 3), "fa_per_hour": round(fa / h, 3),
-           "fa_per_hour_upper95": round(poisson_upper(fa) / h, 3), "fa_speech": fa_s, "fa_english": fa_en,
-           "fa_sound": fa - fa_s, "false_reject": round(missed(clips, rules) / max(1, len(clips)), 4)}
-    for group in ("piper", "espeak"):
-        sub = [c for c in clips if c["speaker"].startswith(group)]
-        row[f"false_reject_{group}"] = round(missed(sub, rules) / max(1, len(sub)), 4)
-    for cond in sorted({c["condition"] for c in clips}):
-        sub = [c for c in clips if c["condition"] == cond]
-        row[f"false_reject [{cond}]"] = round(missed(sub, rules) / max(1, len(sub)), 4)
-    return row
 
 
 def summarise(words: list[str], neg: dict, pos: list[dict], check_s: list[float]) -> dict:
@@ -465,11 +434,25 @@ def summarise(words: list[str], neg: dict, pos: list[dict], check_s: list[float]
                       "p95": times[max(0, math.ceil(0.95 * len(times)) - 1)] if times else None}
     for word in words:
         clips = [c for c in pos if c["word"] == word]
-        rows = [{"cutoff": cutoff, "min_score": min_score, **rates(neg, clips, word, english, [(cutoff, min_score)])}
-                for cutoff in CUTOFFS for min_score in [None, *SCORES]]
-        settings = {s: {**TUNING[word][s].__dict__, **rates(neg, clips, word, english, tuning_rules(TUNING[word][s]))}
-                    for s in SENSITIVITIES}
-        out["words"][word] = {"positives": len(clips), "sweep": rows, "tuning": settings}
+        rows = []
+        for cutoff in CUTOFFS:
+            for min_score in [None, *SCORES]:
+                fa, h = false_accepts(neg, word, {"speech", "sound"}, cutoff, min_score)
+                fa_s, h_s = false_accepts(neg, word, {"speech"}, cutoff, min_score)
+                fa_en, h_en = false_accepts(neg, word, {"speech"}, cutoff, min_score, english)
+                row = {"cutoff": cutoff, "min_score": min_score, "false_accepts": fa, "hours": round(h, 3),
+                       "fa_per_hour": round(fa / h, 3), "fa_per_hour_upper95": round(poisson_upper(fa) / h, 3),
+                       "fa_speech": fa_s, "fa_english": fa_en, "fa_sound": fa - fa_s,
+                       "false_reject": round(missed(clips, cutoff, min_score) / max(1, len(clips)), 4)}
+                for group in ("piper", "espeak"):
+                    sub = [c for c in clips if c["speaker"].startswith(group)]
+                    row[f"false_reject_{group}"] = round(missed(sub, cutoff, min_score) / max(1, len(sub)), 4)
+                for cond in sorted({c["condition"] for c in clips}):
+                    sub = [c for c in clips if c["condition"] == cond]
+                    row[f"false_reject [{cond}]"] = round(missed(sub, cutoff, min_score) / max(1, len(sub)), 4)
+                rows.append(row)
+        chosen = {s: TUNING[word][s].__dict__ for s in SENSITIVITIES}
+        out["words"][word] = {"positives": len(clips), "sweep": rows, "tuning": chosen}
     return out
 
 
@@ -490,13 +473,6 @@ def print_tables(report: dict) -> None:
             print(f"{word:<12}{r['cutoff']:>7.2f}{m:>6}{r['false_reject']:>8.1%}{r['false_reject_piper']:>9.1%}"
                   f"{r['false_reject_espeak']:>10.1%}{r['false_accepts']:>4}{r['fa_per_hour']:>7.2f}"
                   f"{r['fa_per_hour_upper95']:>8.2f}{r['fa_english']:>6}{r['fa_sound']:>7}")
-    print("\nthe settings ([listen] wake_sensitivity), tiers included:")
-    for word, w in report["words"].items():
-        for name, r in w["tuning"].items():
-            tiers = " ".join(f"{lv:g}:{sc:g}" for lv, sc in r.get("tiers", ()))
-            print(f"{word:<12}{name:>7} {r['cutoff']:>5.2f} {r['min_score']:>5.1f} {tiers:<14}"
-                  f"{r['false_reject']:>7.1%}{r['false_reject_piper']:>7.1%}{r['false_reject_espeak']:>8.1%}"
-                  f"{r['false_accepts']:>4}{r['fa_per_hour']:>7.2f}{r['fa_per_hour_upper95']:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -46,14 +46,6 @@ class WakeTuning:
     """The detector's probability cutoff (the first stage)."""
     min_score: float
     """The phrase's mean token log-probability the recogniser must give the pre-roll (the second)."""
-    tiers: tuple[tuple[float, float], ...] = ()
-    """(detector probability, looser min_score): the surer the detector, the less the recogniser
-    must be. A firing the check rejected is checked again (on the pre-roll then, which holds more of
-    the phrase) if the detector's probability passes a tier's level within its refractory time."""
-
-    def min_score_at(self, probability: float) -> float:
-        """The check's bar for a firing the detector is ``probability`` sure of."""
-        return min([self.min_score, *(score for level, score in self.tiers if probability > level)])
 
 
 # Chosen on tools/wakeword_eval.py's run over 7.2 h of real recordings (README, Hands-free): normal
@@ -62,15 +54,9 @@ class WakeTuning:
 # loose misses fewer at the edge (hey_mycroft: still none in the 7.2 h; others up to 3). With the
 # check, hey_mycroft's detector cutoff comes down to 0.1: it then misses 9.3 % instead of 15.7 % at
 # 0.3, and the 59 firings an hour on real speech are each one check (40-110 ms) while idle.
-# Tiers (2026-12-03 run): a real-speech firing scores lower the surer the detector was (best
-# -5.68 among firings at 0.05, -5.97 at 0.5, -6.88 at 0.9), while a wake phrase fired on early, at
-# a low cutoff, may not be in the pre-roll yet; so normal hey_mycroft fires at 0.05 with -5.0, then
-# accepts -5.5 past 0.5 and -6.5 past 0.9: 5.0 % missed (7.9 % with 0.1 and -5.0), still no false
-# accept in 7.2 h, with 0.47 and 0.38 of score to spare at the tiers.
 TUNING: dict[str, dict[str, WakeTuning]] = {
-    "hey_mycroft": {"strict": WakeTuning(0.5, -4.5),
-                    "normal": WakeTuning(0.05, -5.0, ((0.5, -5.5), (0.9, -6.5))),
-                    "loose": WakeTuning(0.05, -5.5, ((0.9, -6.5),))},
+    "hey_mycroft": {"strict": WakeTuning(0.5, -4.5), "normal": WakeTuning(0.1, -5.0),
+                    "loose": WakeTuning(0.1, -5.5)},
     "okay_nabu": {"strict": WakeTuning(0.8, -4.5), "normal": WakeTuning(0.4, -5.0),
                   "loose": WakeTuning(0.4, -6.0)},
     "alexa": {"strict": WakeTuning(0.8, -7.5), "normal": WakeTuning(0.5, -8.0), "loose": WakeTuning(0.5, -10.0)},
