@@ -34,7 +34,7 @@ import numpy as np
 from . import lifecycle
 from .audio.echo import EchoGuard, ReferenceSink
 from .audio.io import AudioSink, AudioSource, write_wav
-from .audio.wake_verify import WAKE_CHECK_MS, WRITTEN, judge, tuning
+from .audio.wake_verify import WAKE_CHECK_MS, WRITTEN, PeakWatch, judge, tuning
 from .audio.wakeword import WakeWordDetector
 from .camera import Camera
 from .config import VadConfig
@@ -194,7 +194,10 @@ class Listener:
         self.guard = EchoGuard(self.out.timeline, max_delay_ms=bcfg.echo_max_delay_ms, margin_db=bcfg.echo_margin_db,
                                initial_coupling_db=bcfg.echo_initial_db) if options.barge_in else None
         self.wake: WakeWordDetector | None = engines.wake_detector(lcfg) if self.mode == "wake" else None
-        self.wake_min_score = tuning(lcfg.wake_word, lcfg.wake_sensitivity).min_score
+        self.wake_tuning = tuning(lcfg.wake_word, lcfg.wake_sensitivity)
+        self._peak: PeakWatch | None = None
+        """From a firing of a ``peak`` tuning until its probability peaks: the phrase is being said."""
+        self._wake_fired_t = 0.0
         self.pre_roll_chunks = max(1, -(-lcfg.wake_pre_roll_ms // 32))
         self.check_chunks = -(-WAKE_CHECK_MS // 32) if lcfg.wake_verify else 0
         self.recent: deque[np.ndarray] = deque(maxlen=max(self.pre_roll_chunks, self.check_chunks))
@@ -261,12 +264,9 @@ class Listener:
         if not ctl.armed and not ctl.replying and not replying:
             # Waiting for the wake word or a tap: nothing heard now becomes a turn.
             if self.wake is not None and ctl.wants_wake_word:
-                if await self.ctx.call("vad", self.wake.process, samples):
-                    self.ctx.stats.wake_words += 1
-                    if await self._wake_confirmed():
-                        await self._act(ctl.wake(t), t)
-                        self.ctx.stats.wake_to_listening_s.append(time.monotonic() - t)
+                await self._listen_for_wake(t, samples)
             return
+        self._peak = None
         prob = await self.ctx.call("vad", engines.vad, samples)
         voiced = prob >= vcfg.threshold
         if self.guard is not None:
@@ -300,8 +300,31 @@ class Listener:
             self._prefill_while_speaking()
         self._end_early(t)
 
-    async def _wake_confirmed(self) -> bool:
-        """The detector fired: does the recogniser hear the wake phrase in the pre-roll too?
+    async def _listen_for_wake(self, t: float, samples: np.ndarray) -> None:
+        """One chunk for the wake word detector: on a firing (or, with a ``peak`` tuning, once the
+        detector's probability has peaked after one), the check, then listening."""
+        assert self.wake is not None
+        fired = await self.ctx.call("vad", self.wake.process, samples)
+        p = self.wake.last_probability
+        if fired:
+            self.ctx.stats.wake_words += 1
+            self._wake_fired_t = t
+            if self.wake_tuning.peak:
+                self._peak = PeakWatch(p)
+                return  # the phrase may still be going on ("Hey My-"): wait for its end
+            top = p
+        elif self._peak is not None and self._peak.step(p):
+            top, self._peak = self._peak.top, None
+        else:
+            return
+        if await self._wake_confirmed(self.wake_tuning.min_score_at(top)):
+            await self._act(self.controller.wake(t), t)
+            # From the capture of the chunk it first fired on (a peak tuning: its wait included).
+            self.ctx.stats.wake_to_listening_s.append(time.monotonic() - self._wake_fired_t)
+
+    async def _wake_confirmed(self, min_score: float) -> bool:
+        """The detector fired: does the recogniser hear the wake phrase in the pre-roll too, with
+        at least ``min_score`` (the tuning's bar for how sure the detector was)?
 
         A rejected firing is counted and forgotten: the pre-roll is dropped, nothing becomes a
         turn, and what was heard is neither logged nor kept (only the score is logged).
@@ -321,14 +344,14 @@ class Listener:
             log.exception("the wake word's second stage failed: not waking")
             stats.errors += 1
             scores = []
-        check = judge(scores, self.wake_min_score, time.monotonic() - t0)
+        check = judge(scores, min_score, time.monotonic() - t0)
         stats.wake_check_s.append(check.elapsed_s)
         if check.accepted:
             return True
         stats.wake_rejected += 1
         self.recent.clear()
         log.info("wake word fired but the recogniser did not hear %r (score %.2f < %.2f): not waking",
-                 self.wake.phrase, check.score, self.wake_min_score)
+                 self.wake.phrase, check.score, min_score)
         return False
 
     # ------------------------------------------------------------------ the answer prepared early

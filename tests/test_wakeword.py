@@ -22,7 +22,7 @@ import pytest
 from helpers import words
 
 from glasses_assistant.audio.io import SAMPLE_RATE, WavSink, WavSource, read_wav, resample
-from glasses_assistant.audio.wake_verify import WAKE_CHECK_MS, WRITTEN, judge, tuning
+from glasses_assistant.audio.wake_verify import WAKE_CHECK_MS, WRITTEN, judge, tuning, wake_checks
 from glasses_assistant.audio.wakeword import WAKE_PHRASES, WAKE_WORDS, WakeWordDetector, detections
 from glasses_assistant.engines.tts import PiperEngine
 from glasses_assistant.pipeline import Assistant
@@ -112,12 +112,16 @@ def test_no_false_accept_on_other_speech(assistant: Assistant, paces: dict[float
     speech = np.concatenate(clips)
     window = -(-WAKE_CHECK_MS // 32) * 512
     for wake_word in WAKE_WORDS:
-        normal = tuning(wake_word)
-        for t in detections(WakeWordDetector(wake_word), speech):
-            end = int(t * SAMPLE_RATE)
-            check = judge(assistant.stt.phrase_scores(speech[max(0, end - window): end], WRITTEN[wake_word]),
-                          normal.min_score)
-            assert not check.accepted, (wake_word, t, check)
+        detector = WakeWordDetector(wake_word)
+        probs = []
+        for i in range(len(speech) // 512):
+            detector.process(speech[i * 512:(i + 1) * 512])
+            probs.append(detector.last_probability)
+        # Where the listener checks (on the firing, or at its peak) and with which bar.
+        for j, bar in wake_checks(probs, tuning(wake_word), -(-int(detector.refractory * 1000) // 32)):
+            end = (j + 1) * 512
+            check = judge(assistant.stt.phrase_scores(speech[max(0, end - window): end], WRITTEN[wake_word]), bar)
+            assert not check.accepted, (wake_word, end / SAMPLE_RATE, check)
 
 
 def test_wake_word_then_request_without_a_pause_is_answered(assistant: Assistant, speak, tmp_path: Path) -> None:
@@ -198,3 +202,70 @@ def test_a_failing_second_stage_wakes_nothing_and_the_loop_keeps_serving(assista
     traces = asyncio.run(assistant.serve(source, WavSink(tmp_path / "r.wav"), listen_mode="wake"))
     assert traces == [] and stats.wake_words - fired >= 1
     assert stats.errors - errors == stats.wake_rejected - rejected == stats.wake_words - fired
+
+
+class ScriptedDetector:
+    """A wake word detector whose probability per chunk is a script (the listener's logic, not the model)."""
+
+    def __init__(self, probabilities: list[float], wake_word: str = "hey_mycroft") -> None:
+        self.script, self.i = probabilities, 0
+        self.wake_word, self.phrase, self.threshold, self.refractory = wake_word, WAKE_PHRASES[wake_word], 0.05, 2.0
+        self.last_probability = 0.0
+        self._quiet = 0
+        self.heard: list[float] = []
+        """Each chunk's last sample, in the order fed."""
+
+    def process(self, samples: np.ndarray) -> bool:
+        self.heard.append(float(samples[-1]))
+        self.last_probability = self.script[self.i] if self.i < len(self.script) else 0.0
+        self.i += 1
+        fired = self.last_probability > self.threshold and self._quiet <= 0
+        self._quiet = int(self.refractory / 0.032) if fired else self._quiet - 1
+        return fired
+
+    def reset(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("rise", "woke"), [
+    ([0.06, 0.2, 0.4, 0.6, 0.8, 0.95, 0.5, 0.1], True),  # peaked at 0.95: the bar is the tier's -6.5
+    ([0.06, 0.2, 0.4, 0.3, 0.1], False),  # peaked at 0.4: the bar stays -5.0
+])
+def test_a_peak_tuning_checks_once_after_the_phrase_with_the_bar_of_its_peak(
+        assistant: Assistant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rise: list[float], woke: bool) -> None:
+    """The detector fires early, on "Hey My-": the listener waits for its probability to stop rising
+    (the phrase is over) and checks then, once, on the pre-roll up to that chunk, with the bar of the
+    highest probability (so listening starts after the phrase, and "-croft" is not the request)."""
+    from glasses_assistant.audio import wake_verify
+    from glasses_assistant.config import with_overrides
+
+    assert assistant.stt is not None
+    asked: list[np.ndarray] = []
+
+    def phrase_scores(clip: np.ndarray, forms: object) -> list[float]:
+        asked.append(clip)
+        return [-6.0]
+
+    script = [0.0] * 20 + rise + [0.0] * 60
+    monkeypatch.setitem(wake_verify.TUNING["hey_mycroft"], "normal",
+                        wake_verify.WakeTuning(0.05, -5.0, ((0.5, -5.5), (0.9, -6.5)), peak=True))
+    detector = ScriptedDetector(script)
+    monkeypatch.setattr(assistant.engines, "wake_detector", lambda _lcfg: detector)
+    monkeypatch.setattr(assistant.stt, "phrase_scores", phrase_scores)
+    saved = assistant.config
+    assistant.config = with_overrides(saved, listen={"timeout_s": 1.0, "follow_up_s": 0.0})
+    stats = assistant.stats
+    fired, rejected, woken = stats.wake_words, stats.wake_rejected, len(stats.wake_to_listening_s)
+    # Each chunk's samples say which chunk it is, so the check's clip shows where it ended.
+    audio = np.repeat(np.arange(1, len(script) + 1, dtype=np.float32) / 1000.0, 512)
+    try:
+        source = WavSource.from_samples([audio], realtime=False, gap_s=0.0)
+        asyncio.run(assistant.serve(source, WavSink(tmp_path / "r.wav"), listen_mode="wake"))
+    finally:
+        assistant.config = saved
+    assert stats.wake_words - fired == 1 and len(asked) == 1
+    peak = 20 + int(np.argmax(rise))
+    assert float(asked[0][-1]) == detector.heard[peak + 1]  # checked on the first chunk after the peak
+    assert len(asked[0]) <= -(-WAKE_CHECK_MS // 32) * 512  # the pre-roll, at most 1.5 s
+    assert (len(stats.wake_to_listening_s) - woken == 1) is woke
+    assert stats.wake_rejected - rejected == (not woke)

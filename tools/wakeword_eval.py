@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import itertools
 import json
 import math
 import statistics
@@ -42,7 +43,7 @@ import numpy as np
 
 from glasses_assistant.audio.io import read_wav, resample
 from glasses_assistant.audio.room import at_distance
-from glasses_assistant.audio.wake_verify import SENSITIVITIES, TUNING, WAKE_CHECK_MS, WRITTEN
+from glasses_assistant.audio.wake_verify import SENSITIVITIES, TUNING, WAKE_CHECK_MS, WRITTEN, WakeTuning, peak_after
 from glasses_assistant.audio.wakeword import WAKE_PHRASES, WAKE_WORDS, WakeWordDetector
 from glasses_assistant.catalog import load_catalogue
 from glasses_assistant.config import TtsConfig, load_config
@@ -337,7 +338,13 @@ def main() -> int:
             checked[key, chunk] = (stt.transcribe_clip(clip), round(score, 3), took)
         return checked[key, chunk]
 
-    # Negatives: every firing at every cutoff, checked.
+    def at_peak(key: str, word: str, audio: np.ndarray, probs: np.ndarray, k: int) -> dict:
+        """The same firing as a ``peak`` tuning checks it: once the detector's probability peaked."""
+        j, top = peak_after(probs.tolist(), k)
+        heard, score, _took = check(key, word, audio, j)
+        return {"peak_wait": j - k, "top": round(top, 3), "peak_score": score, "peak_heard": heard}
+
+    # Negatives: every firing at every cutoff, checked (on the firing's chunk and at its peak).
     t_start = time.time()
     neg: dict[str, dict] = {}
     noises: dict[str, np.ndarray] = {}
@@ -358,11 +365,13 @@ def main() -> int:
             fired: dict[int, dict] = {}
             for cutoff in CUTOFFS:
                 for k in firings(probs, cutoff):
-                    text, score, took = check(f"{source.name}/{word}", word, audio, k)
-                    fired.setdefault(k, {"t_s": round(k * CHUNK / RATE, 2), "p": round(float(probs[k]), 3),
-                                         "file": next((f for s, f in reversed(starts) if s <= k * CHUNK / RATE), ""),
-                                         "heard": text, "score": score, "check_s": round(took, 3),
-                                         "cutoffs": []})["cutoffs"].append(cutoff)
+                    if k not in fired:
+                        text, score, took = check(f"{source.name}/{word}", word, audio, k)
+                        fired[k] = {"t_s": round(k * CHUNK / RATE, 2), "p": round(float(probs[k]), 3),
+                                    "file": next((f for s, f in reversed(starts) if s <= k * CHUNK / RATE), ""),
+                                    "heard": text, "score": score, "check_s": round(took, 3), "cutoffs": [],
+                                    **at_peak(f"{source.name}/{word}", word, audio, probs, k)}
+                    fired[k]["cutoffs"].append(cutoff)
             entry["firings"][word] = list(fired.values())
         neg[source.name] = entry
         print(f"  {source.name:<14} {entry['hours']:.2f} h, {len(starts)} files ({bad} undecodable), "
@@ -381,7 +390,9 @@ def main() -> int:
             result["firings"][str(cutoff)] = []
             for k in firings(probs, cutoff):
                 text, score, took = check(f"pos{n}", clip.word, clip.audio, k)
-                result["firings"][str(cutoff)].append({"heard": text, "score": score, "check_s": round(took, 3)})
+                result["firings"][str(cutoff)].append({"heard": text, "score": score, "check_s": round(took, 3),
+                                                       "p": round(float(probs[k]), 3),
+                                                       **at_peak(f"pos{n}", clip.word, clip.audio, probs, k)})
         pos.append(result)
     print(f"  positives: {len(pos)} clips, {time.time() - t_start:.0f} s", flush=True)
 
@@ -403,24 +414,58 @@ def report(raw: dict, path: Path | None) -> int:
 
 
 # ---------------------------------------------------------------------------- the report
+def accepts(f: dict, t: WakeTuning) -> bool:
+    """Whether the listener wakes on firing ``f`` with tuning ``t`` (its check: on the firing's
+    chunk, or at its peak; the bar by how sure the detector was)."""
+    if t.peak:
+        return f["peak_score"] >= t.min_score_at(f["top"])
+    return f["score"] >= t.min_score_at(f["p"])
+
+
 def false_accepts(neg: dict, word: str, kinds: set[str], cutoff: float, min_score: float | None,
-                  names: set[str] | None = None) -> tuple[int, float]:
-    """(false accepts, hours) over the negative sources of ``kinds`` (and ``names``)."""
+                  names: set[str] | None = None, at: str = "score") -> tuple[int, float]:
+    """(false accepts, hours) over the negative sources of ``kinds`` (and ``names``), checked on the
+    firing's chunk (``at="score"``) or at its peak (``"peak_score"``)."""
     count, hours = 0, 0.0
     for name, entry in neg.items():
         if entry["kind"] not in kinds or (names is not None and name not in names):
             continue
         hours += entry["hours"]
         for f in entry["firings"][word]:
-            if cutoff in f["cutoffs"] and (min_score is None or f["score"] >= min_score):
+            if cutoff in f["cutoffs"] and (min_score is None or f[at] >= min_score):
                 count += 1
     return count, hours
 
 
-def missed(clips: list[dict], cutoff: float, min_score: float | None) -> int:
+def missed(clips: list[dict], cutoff: float, min_score: float | None, at: str = "score") -> int:
     """Positives the wake word missed: no firing at ``cutoff`` (that the second stage accepted)."""
-    return sum(not any(min_score is None or f["score"] >= min_score for f in c["firings"][str(cutoff)])
+    return sum(not any(min_score is None or f[at] >= min_score for f in c["firings"][str(cutoff)])
                for c in clips)
+
+
+def tuned(neg: dict, clips: list[dict], word: str, t: WakeTuning) -> dict:
+    """One sensitivity's tuning scored as the listener applies it (tiers, peak)."""
+    fa, hours = 0, 0.0
+    best: dict[str, float] = {}
+    for entry in neg.values():
+        hours += entry["hours"]
+        for f in entry["firings"][word]:
+            if t.cutoff not in f["cutoffs"]:
+                continue
+            fa += accepts(f, t)
+            level = f["top"] if t.peak else f["p"]
+            band = next(b for b in ("0.9", "0.5", "0") if level > float(b) or b == "0")
+            best[band] = max(best.get(band, -99.0), f["peak_score" if t.peak else "score"])
+    woke = [next((f for f in c["firings"][str(t.cutoff)] if accepts(f, t)), None) for c in clips]
+    waits = sorted(f["peak_wait"] * 32 for f in woke if f is not None) if t.peak else []
+    return {"tuning": {**t.__dict__, "tiers": [list(x) for x in t.tiers]}, "false_accepts": fa,
+            "fa_per_hour": round(fa / max(hours, 1e-9), 3),
+            "fa_per_hour_upper95": round(poisson_upper(fa) / max(hours, 1e-9), 3),
+            "false_reject": round(sum(f is None for f in woke) / max(1, len(clips)), 4),
+            "missed": sum(f is None for f in woke), "positives": len(clips),
+            "best_false_score_by_detector_level": best,
+            "peak_wait_ms_median": statistics.median(waits) if waits else None,
+            "peak_wait_ms_max": max(waits) if waits else None}
 
 
 def summarise(words: list[str], neg: dict, pos: list[dict], check_s: list[float]) -> dict:
@@ -435,23 +480,26 @@ def summarise(words: list[str], neg: dict, pos: list[dict], check_s: list[float]
     for word in words:
         clips = [c for c in pos if c["word"] == word]
         rows = []
-        for cutoff in CUTOFFS:
-            for min_score in [None, *SCORES]:
-                fa, h = false_accepts(neg, word, {"speech", "sound"}, cutoff, min_score)
-                fa_s, h_s = false_accepts(neg, word, {"speech"}, cutoff, min_score)
-                fa_en, h_en = false_accepts(neg, word, {"speech"}, cutoff, min_score, english)
-                row = {"cutoff": cutoff, "min_score": min_score, "false_accepts": fa, "hours": round(h, 3),
-                       "fa_per_hour": round(fa / h, 3), "fa_per_hour_upper95": round(poisson_upper(fa) / h, 3),
-                       "fa_speech": fa_s, "fa_english": fa_en, "fa_sound": fa - fa_s,
-                       "false_reject": round(missed(clips, cutoff, min_score) / max(1, len(clips)), 4)}
-                for group in ("piper", "espeak"):
-                    sub = [c for c in clips if c["speaker"].startswith(group)]
-                    row[f"false_reject_{group}"] = round(missed(sub, cutoff, min_score) / max(1, len(sub)), 4)
-                for cond in sorted({c["condition"] for c in clips}):
-                    sub = [c for c in clips if c["condition"] == cond]
-                    row[f"false_reject [{cond}]"] = round(missed(sub, cutoff, min_score) / max(1, len(sub)), 4)
-                rows.append(row)
-        chosen = {s: TUNING[word][s].__dict__ for s in SENSITIVITIES}
+        for (cutoff, at), min_score in itertools.product(
+                itertools.product(CUTOFFS, ("score", "peak_score")), [None, *SCORES]):
+            if at == "peak_score" and min_score is None:
+                continue
+            fa, h = false_accepts(neg, word, {"speech", "sound"}, cutoff, min_score, at=at)
+            fa_s, h_s = false_accepts(neg, word, {"speech"}, cutoff, min_score, at=at)
+            fa_en, h_en = false_accepts(neg, word, {"speech"}, cutoff, min_score, english, at=at)
+            row = {"cutoff": cutoff, "min_score": min_score, "check_at": "peak" if at == "peak_score" else "firing",
+                   "false_accepts": fa, "hours": round(h, 3),
+                   "fa_per_hour": round(fa / h, 3), "fa_per_hour_upper95": round(poisson_upper(fa) / h, 3),
+                   "fa_speech": fa_s, "fa_english": fa_en, "fa_sound": fa - fa_s,
+                   "false_reject": round(missed(clips, cutoff, min_score, at) / max(1, len(clips)), 4)}
+            for group in ("piper", "espeak"):
+                sub = [c for c in clips if c["speaker"].startswith(group)]
+                row[f"false_reject_{group}"] = round(missed(sub, cutoff, min_score, at) / max(1, len(sub)), 4)
+            for cond in sorted({c["condition"] for c in clips}):
+                sub = [c for c in clips if c["condition"] == cond]
+                row[f"false_reject [{cond}]"] = round(missed(sub, cutoff, min_score, at) / max(1, len(sub)), 4)
+            rows.append(row)
+        chosen = {s: tuned(neg, clips, word, TUNING[word][s]) for s in SENSITIVITIES}
         out["words"][word] = {"positives": len(clips), "sweep": rows, "tuning": chosen}
     return out
 
@@ -467,12 +515,29 @@ def print_tables(report: dict) -> None:
           f"{'FA':>4}{'FA/h':>7}{'95% up':>8}{'FA en':>6}{'FA snd':>7}")
     for word, w in report["words"].items():
         for r in w["sweep"]:
-            if r["min_score"] not in (None, -7.0, -6.5, -5.5):
+            if r["min_score"] not in (None, -7.0, -6.5, -5.5) or r.get("check_at") == "peak":
                 continue
             m = "off" if r["min_score"] is None else f"{r['min_score']:.1f}"
             print(f"{word:<12}{r['cutoff']:>7.2f}{m:>6}{r['false_reject']:>8.1%}{r['false_reject_piper']:>9.1%}"
                   f"{r['false_reject_espeak']:>10.1%}{r['false_accepts']:>4}{r['fa_per_hour']:>7.2f}"
                   f"{r['fa_per_hour_upper95']:>8.2f}{r['fa_english']:>6}{r['fa_sound']:>7}")
+    print("\nchecked at the detector's peak (the listener's `peak` tunings), per cutoff and bar:")
+    print(f"{'word':<12}{'cutoff':>7}{'check':>6}{'FR all':>8}{'FA':>4}{'95% up':>8}")
+    for word, w in report["words"].items():
+        for r in w["sweep"]:
+            if r.get("check_at") == "peak" and r["cutoff"] <= 0.5 and r["min_score"] >= -7.0:
+                print(f"{word:<12}{r['cutoff']:>7.2f}{r['min_score']:>6.1f}{r['false_reject']:>8.1%}"
+                      f"{r['false_accepts']:>4}{r['fa_per_hour_upper95']:>8.2f}")
+    print("\nthe shipped tunings, as the listener applies them:")
+    for word, w in report["words"].items():
+        for name, r in w["tuning"].items():
+            t = r["tuning"]
+            wait = "" if r["peak_wait_ms_median"] is None else \
+                f"; waits for the peak {r['peak_wait_ms_median']:.0f} ms median (max {r['peak_wait_ms_max']:.0f})"
+            print(f"{word:<12}{name:<7} cutoff {t['cutoff']} bar {t['min_score']} tiers {t['tiers']} "
+                  f"peak {t['peak']}: missed {r['missed']}/{r['positives']} ({r['false_reject']:.1%}), "
+                  f"FA {r['false_accepts']} ({r['fa_per_hour']:.2f}/h, 95 % up {r['fa_per_hour_upper95']:.2f}); "
+                  f"best false score by detector level {r['best_false_score_by_detector_level']}{wait}")
 
 
 if __name__ == "__main__":
