@@ -254,15 +254,21 @@ def positives(cfg_tts: TtsConfig, voice_path: Path, noises: dict[str, np.ndarray
                            mix(at_distance(dry, 1.0, seed=len(text) + 1), white, 30, rng))
 
 
+BEFORE = WakeTuning(0.1, -5.0)
+"""hey_mycroft's normal tuning before the peak check (stop 28), for ``--loop``'s side-by-side row."""
+
+
 def loop_latency(n: int) -> dict:
-    """Wake-to-listening through the real hands-free loop, second stage off and on, in one run.
+    """Wake-to-listening through the real hands-free loop, in one run: the second stage off, on
+    (the shipped tuning) and on as it was before the peak check (:data:`BEFORE`).
 
     ``n`` wake phrases (the Piper voice at three paces) are played in real time into one loaded
-    assistant, each with the check off and on, alternating which goes first; the listener records
-    the time from the capture of the chunk the detector fired on to listening.
+    assistant, each in every mode, rotating which goes first; the listener records the time from the
+    capture of the chunk the detector first fired on to listening (a peak tuning's wait included).
     """
     import asyncio
 
+    from glasses_assistant.audio import wake_verify
     from glasses_assistant.audio.io import WavSink, WavSource
     from glasses_assistant.config import with_overrides
     from glasses_assistant.pipeline import Assistant
@@ -276,16 +282,20 @@ def loop_latency(n: int) -> dict:
             voices = [PiperEngine(assistant.model_paths["tts"], replace(base.tts, length_scale=pace))
                       for pace in (0.85, 1.0, 1.2)]
             clips = [resample(v.synthesize("Hey Mycroft."), v.sample_rate, RATE) for v in voices]
-            got: dict[str, list[float]] = {"off": [], "on": []}
+            got: dict[str, list[float]] = {"off": [], "on": [], "before": []}
+            shipped = wake_verify.TUNING["hey_mycroft"]["normal"]
+            modes = list(got)
             for i in range(n):
-                for mode in (("off", "on") if i % 2 == 0 else ("on", "off")):
-                    assistant.config = with_overrides(base, listen={"wake_verify": mode == "on"})
+                for mode in modes[i % 3:] + modes[:i % 3]:
+                    assistant.config = with_overrides(base, listen={"wake_verify": mode != "off"})
+                    wake_verify.TUNING["hey_mycroft"]["normal"] = BEFORE if mode == "before" else shipped
                     stats = assistant.stats
                     before = len(stats.wake_to_listening_s)
                     source = WavSource.from_samples([clips[i % len(clips)]], realtime=True, gap_s=2.0)
                     asyncio.run(assistant.serve(source, WavSink(Path(home) / "reply.wav"), listen_mode="wake"))
                     got[mode] += stats.wake_to_listening_s[before:]
         finally:
+            wake_verify.TUNING["hey_mycroft"]["normal"] = shipped
             assistant.close()
     out: dict = {"n": n}
     for mode, values in got.items():
