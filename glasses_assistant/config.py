@@ -124,6 +124,11 @@ class VadConfig:
     worker just before the preemptive answer (one pass through the model, about 30 ms here), so a
     question it trusts is not held. A turn the chat LLM would not answer (a tool, translation, the
     camera, a server) is neither judged nor held. 0: never held; 1: always, as ``hold_reply``."""
+    hold_voice_below: float = 0.2
+    """With ``hold_below``: a judged reply is held too while Smart Turn's probability that the voice
+    has finished is below this (it is then asked at every pause, beside the speculative Whisper): a
+    first half that reads as a whole question ("How far is it from London?" 0.97 to the chat LLM)
+    but was said as a phrase that goes on (0.07). 0: the voice is not asked for the hold."""
 
     def __post_init__(self) -> None:
         _check(0.0 < self.threshold < 1.0, "--vad-threshold", "must be between 0 and 1", self.threshold)
@@ -138,6 +143,8 @@ class VadConfig:
         _check(0 <= self.burst_ms <= 2000, "--vad-burst-ms", "must be 0..2000", self.burst_ms)
         _check(0 <= self.take_back_ms <= 10_000, "--vad-take-back-ms", "must be 0..10000", self.take_back_ms)
         _check(0.0 <= self.hold_below <= 1.0, "--vad-hold-below", "must be between 0 and 1", self.hold_below)
+        _check(0.0 <= self.hold_voice_below <= 1.0, "--vad-hold-voice-below", "must be between 0 and 1",
+               self.hold_voice_below)
         _check(0 <= self.min_speech_ms <= 2000, "--vad-min-speech-ms", "must be 0..2000", self.min_speech_ms)
         _check(
             100 <= self.end_silence_ms <= 5000, "--vad-end-silence-ms", "must be 100..5000",

@@ -169,7 +169,10 @@ class Listener:
             # Nor can the models answer within its pauses in audio time (which runs ahead of them), so
             # which one answers first would be a race: the transcript and silence decide, as before.
             vcfg = dataclasses.replace(vcfg, end_policy="punctuation", patience_ms=vcfg.end_silence_ms)
-        self.policy = end_of_turn_policy(vcfg, acoustic=engines.turn is not None, eager=self.can_take_back)
+        # The doubtful hold asks the voice too: Smart Turn at every pause, beside the speculative Whisper.
+        ask = self._holds() == "doubtful" and vcfg.hold_voice_below > 0
+        self.policy = end_of_turn_policy(vcfg, acoustic=engines.turn is not None, eager=self.can_take_back,
+                                         ask_always=ask)
         self._acoustic: asyncio.Future[float] | None = None
         self._end_judged: tuple[Speculation, asyncio.Future[float | None] | None] | None = None
         """The chat LLM's judgement of whether the words end with a speculation's transcript
@@ -281,6 +284,11 @@ class Listener:
                 self._stands()  # a pause this long was the end of a turn: it stands
             else:
                 self._early.since.append(samples)
+                if voiced and self.out.timeline.end <= self._early.played_until:
+                    # Maybe the wearer going on: the reply does not start over their voice while the
+                    # detector decides (a cough delays it by this much at most, and is not a turn).
+                    self.out.hold_at_least((vcfg.min_speech_ms + 32.0) / 1000.0)
+                    self.ctx.stats.onset_holds += 1
         for event in detector.process(samples, voiced, t):
             if isinstance(event, SpeechStarted):
                 self.speech_start = event.t
@@ -487,18 +495,40 @@ class Listener:
         self.out.hold((self._take_back_window_ms() - silence * 32.0) / 1000.0 + 1.0)
         if judged is None:
             return  # always
-        early, below = self._early, self.ctx.config.vad.hold_below
+        early, vcfg, stats = self._early, self.ctx.config.vad, self.ctx.stats
+        # Let go when the words and the voice both sound finished (None: not known yet); one that
+        # doubts keeps it held until the take-back window closes.
+        trusted: dict[str, bool | None] = {"words": None, "voice": True}
 
-        def done(f: asyncio.Future[float | None]) -> None:
+        def let_go(kind: str, ok: bool) -> None:
+            if self._early is not early:
+                return
+            trusted[kind] = ok
+            if kind == "voice" and not ok:
+                stats.voice_doubted += 1
+            if all(trusted.values()):
+                self.out.release()  # the words end there, and so did the voice: heard as soon as ready
+                stats.holds_released += 1
+
+        def words(f: asyncio.Future[float | None]) -> None:
             p = None if f.cancelled() or f.exception() is not None else f.result()
             if p is not None:
-                self.ctx.stats.end_of_words_p.append(round(p, 4))
-            if p is not None and p >= below and self._early is early:
-                self.out.release()  # the words end there: heard as soon as it is ready
-                self.ctx.stats.holds_released += 1
-            log.debug("end of the words judged %s (hold below %.2f)", "unknown" if p is None else f"{p:.3f}", below)
+                stats.end_of_words_p.append(round(p, 4))
+            log.debug("end of the words judged %s (hold below %.2f)", "unknown" if p is None else f"{p:.3f}",
+                      vcfg.hold_below)
+            let_go("words", p is not None and p >= vcfg.hold_below)
 
-        judged.add_done_callback(done)
+        def voice(f: asyncio.Future[float]) -> None:
+            p = None if f.cancelled() or f.exception() is not None else f.result()
+            let_go("voice", p is None or p >= vcfg.hold_voice_below)  # failed: the words decide
+
+        if self.policy.ask_always:
+            if self.policy.probability is not None:
+                let_go("voice", self.policy.probability >= vcfg.hold_voice_below)
+            elif self._acoustic is not None:
+                trusted["voice"] = None
+                self._acoustic.add_done_callback(voice)
+        judged.add_done_callback(words)
 
     def _take_back_window_ms(self) -> float:
         """Audio after the last word within which the wearer heard going on takes the turn back: the
@@ -775,13 +805,15 @@ async def say_due_timers(ctx: SkillContext, speaker: ReplySpeaker, sink: AudioSi
         await asyncio.sleep(max(0.05, nxt - time.time()))
 
 
-def end_of_turn_policy(vcfg: VadConfig, *, acoustic: bool, eager: bool = False) -> EndOfTurnPolicy:
+def end_of_turn_policy(vcfg: VadConfig, *, acoustic: bool, eager: bool = False,
+                       ask_always: bool = False) -> EndOfTurnPolicy:
     """The policy ``[vad]`` asks for; without the acoustic model (``acoustic`` False: missing, failed
     its check) the combined and smart-turn policies fall back to the transcript and silence. With the
-    take-back on, a finished transcript need not wait for the model: a wrong early end costs little."""
+    take-back on, a finished transcript need not wait for the model: a wrong early end costs little
+    (``ask_always``: the model is asked all the same, for the doubtful hold)."""
     return EndOfTurnPolicy(vcfg.end_policy, min_end_ms=vcfg.min_end_silence_ms, end_silence_ms=vcfg.end_silence_ms,
                            patience_ms=vcfg.patience_ms, threshold=vcfg.turn_threshold, burst_ms=vcfg.burst_ms,
-                           acoustic_available=acoustic, eager=eager)
+                           acoustic_available=acoustic, eager=eager, ask_always=ask_always)
 
 
 def record_turn(folder: str, turn: int, audio: np.ndarray) -> None:

@@ -101,6 +101,11 @@ class LoopStats:
     """Replies whose first audio waited for the take-back window of a turn that ended early."""
     holds_released: int = 0
     """Early ends whose hold the chat LLM let go at once (``[vad] hold_below``): their words end there."""
+    voice_doubted: int = 0
+    """Early ends held because Smart Turn heard a voice left hanging (``[vad] hold_voice_below``)."""
+    onset_holds: int = 0
+    """Voiced chunks heard before a held-back or about-to-start reply to an early end: it waited for
+    the detector to say whether the wearer was going on."""
     end_of_words_p: list[float] = field(default_factory=list)
     """The chat LLM's judgement at each early end that was held while it judged (``[vad] hold_below``)."""
     turn_model_calls: int = 0

@@ -89,7 +89,7 @@ class EndOfTurnPolicy:
 
     def __init__(self, kind: str = "combined", *, min_end_ms: int = 200, end_silence_ms: int = 800,
                  patience_ms: int = 1500, threshold: float = 0.5, doubt: float = 0.2, burst_ms: int = 300,
-                 acoustic_available: bool = True, eager: bool = False) -> None:
+                 acoustic_available: bool = True, eager: bool = False, ask_always: bool = False) -> None:
         if kind not in POLICIES:
             raise ValueError(f"end-of-turn policy must be one of {POLICIES}, not {kind!r}")
         if not 0 < min_end_ms <= end_silence_ms <= patience_ms:
@@ -103,6 +103,11 @@ class EndOfTurnPolicy:
         """combined, for when an early end can be taken back: the transcript decides first (finished:
         end now; hanging: wait), and the model is asked only when the words cannot tell ("Set a
         timer" with no full stop), so it costs nothing on the turns the words settle."""
+        self.ask_always = ask_always and self.uses_acoustic
+        """eager, and the model asked at every pause all the same, beside the transcription: its
+        answer is there when the words cannot tell (no ask, no wait), and a voice left hanging holds
+        the reply to an early end (the listener's doubtful hold) instead of delaying the end; a
+        finished transcript still ends the turn at once, whatever the voice did."""
         self.reset()
 
     @property
@@ -156,7 +161,7 @@ class EndOfTurnPolicy:
         if short and (self.probability is not None or self._pending):
             return False
         self.probability, self._pending, self._asked = None, False, False
-        if not self.uses_acoustic or (self.eager and transcribing):
+        if not self.uses_acoustic or (self.eager and transcribing and not self.ask_always):
             return False
         self._pending = self._asked = True
         return True
@@ -189,7 +194,7 @@ class EndOfTurnPolicy:
         if transcript is not None and hangs(transcript):
             return WAIT  # "... for the": whatever the voice did, the sentence is not done
         finished = transcript is not None and sounds_finished(transcript)
-        if self.eager and finished and (p is None or p >= self.doubt):
+        if self.eager and finished and (p is None or p >= self.doubt or self.ask_always):
             return Verdict(True, "finished")  # taken back if the wearer goes on before the reply
         if p is None:
             if not self._asked:

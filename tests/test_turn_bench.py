@@ -126,3 +126,41 @@ def test_the_doubtful_hold_holds_only_words_the_llm_doubts_end_there() -> None:
     assert doubted.held_s == pytest.approx(0.0)  # the whole question is trusted: not held
     trusted = score([rec(0.95)], lambda: EndOfTurnPolicy("combined"), doubt)
     assert trusted["false_cutoffs"] == 1 and trusted["rows"][0]["taken_back"] == 0
+
+
+def test_the_voice_doubt_holds_a_first_half_that_reads_finished_but_sounds_unfinished() -> None:
+    from glasses_assistant.benches.turns import TakeBack
+
+    voice = TakeBack(0.3, 1.0, 0.12, hold_below=0.9, voice_doubt=0.2)
+    window = 1.9 + 1.12
+    assert voice.heard_s(2.0, 1.9, 0.95, 2.1, 0.05, 2.05) == pytest.approx(window)  # the voice doubts
+    assert voice.heard_s(2.0, 1.9, 0.95, 2.1, 0.9, 2.05) == pytest.approx(2.3)  # both trust it in time
+    assert voice.heard_s(2.0, 1.9, 0.95, 2.1, 0.9, 2.5) == pytest.approx(2.5)  # the voice judged late
+    assert voice.heard_s(2.0, 1.9, 0.95, 2.1) == pytest.approx(2.3)  # not asked: the words decide
+    assert voice.heard_s(2.0, 1.9, None, None, 0.05, 2.05) == pytest.approx(2.3)  # not judged: never held
+
+    # "What time is it? ... in Tokyo": words the LLM trusts, a voice Smart Turn doubts, a reply
+    # ready 300 ms after the end: held, so the wearer's "in Tokyo" takes the turn back.
+    pauses = {32: Pause(32, "What time is it?", 0.1, 0.05, 0.1, 0.98, 0.25),
+              62: Pause(62, "What time is it in Tokyo?", 0.1, 0.95, 0.1, 0.98, 0.25)}
+    rec = record(1.6, [(30, 19), (60, 60)], pauses)
+    asking = EndOfTurnPolicy("combined", eager=True, ask_always=True)
+    assert replay(rec, asking, voice).taken_back == 1
+    words_only = TakeBack(0.3, 1.0, 0.12, hold_below=0.9)
+    assert replay(rec, EndOfTurnPolicy("combined", eager=True), words_only).taken_back == 0  # cut off
+
+
+def test_the_onset_hold_takes_back_a_turn_the_wearer_goes_on_just_before_the_reply() -> None:
+    from glasses_assistant.benches.turns import TakeBack
+
+    # The wearer goes on (chunk 49, t 1.6 s) 60 ms before a reply ready at 1.66 s would be heard; the
+    # detector says speech started only 120 ms later. With the onset hold the voiced chunk holds the
+    # reply meanwhile: taken back. Without it the reply starts over the wearer.
+    pauses = {32: Pause(32, "What time is it?", 0.1, 0.9, 0.1),
+              62: Pause(62, "What time is it in Tokyo?", 0.1, 0.95, 0.1)}
+    rec = record(1.6, [(30, 19), (60, 60)], pauses)
+    end = replay(rec, EndOfTurnPolicy("combined")).end_s
+    assert end is not None
+    reply_s = 1.6 + 0.06 - end
+    assert replay(rec, EndOfTurnPolicy("combined"), TakeBack(reply_s, 2.0, 0.12)).taken_back == 1
+    assert replay(rec, EndOfTurnPolicy("combined"), TakeBack(reply_s, 2.0, 0.12, onset_hold=False)).taken_back == 0

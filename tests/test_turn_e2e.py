@@ -27,7 +27,7 @@ def test_a_600_ms_pause_mid_sentence_is_one_question_answered_once(assistant: As
     assert 0.5 < resume_s < len(clip) / 16_000 - 0.3
     saved = assistant.config
     stats = assistant.ctx.stats
-    released, judged = stats.holds_released, len(stats.end_of_words_p)
+    released, judged, asked = stats.holds_released, len(stats.end_of_words_p), stats.turn_model_calls
     assistant.config = with_overrides(saved, vad=hold)
     try:
         traces, _, _ = converse(assistant, [clip], tmp_path)
@@ -50,9 +50,31 @@ def test_a_600_ms_pause_mid_sentence_is_one_question_answered_once(assistant: As
         # benchmark's to measure (bench --turns), not this test's.
         assert len(stats.end_of_words_p) > judged
         assert stats.holds_released - released <= len(stats.end_of_words_p) - judged
+        if vad.hold_voice_below > 0:  # and Smart Turn heard each pause, beside the speculative Whisper
+            assert stats.turn_model_calls - asked >= 2
     if t.early_end and vad.hold_reply:  # and its reply was not heard while the wearer could still have gone on
         assert t.first_audio is not None
         assert t.first_audio - t.speech_end >= (vad.take_back_ms + vad.min_speech_ms) / 1000 - 0.05, t.held_ms
+
+
+def test_a_first_half_that_is_a_whole_question_is_not_answered_over_the_wearer(assistant: Assistant, speak,
+                                                                              tmp_path: Path) -> None:
+    """ "How far is it from London?" reads as a finished question (the chat LLM trusts it) and ends
+    the turn early; said as a phrase that goes on, Smart Turn doubts it, so its reply is held, and
+    the wearer's "to Paris" 900 ms later takes the turn back: one question, answered once."""
+    clip, resume_s = stretch_gap(speak("How far is it from London, to Paris?"), 900)
+    stats = assistant.ctx.stats
+    taken, doubted, onsets, judged = stats.taken_back, stats.voice_doubted, stats.onset_holds, len(stats.end_of_words_p)
+    traces, _, _ = converse(assistant, [clip], tmp_path)
+    assert len(traces) == 1, [t.transcript for t in traces]
+    t = traces[0]
+    assert t.outcome == "answered", t.error
+    assert {"london", "paris"} <= set(words(t.transcript))
+    assert len(assistant.conversation.exchanges) == 1
+    assert t.speech_end is not None and t.end_detected is not None and t.end_detected >= t.speech_end
+    if stats.taken_back > taken:  # it ended early in the pause: something held its reply back
+        words_doubted = any(p < assistant.config.vad.hold_below for p in stats.end_of_words_p[judged:])
+        assert stats.voice_doubted > doubted or stats.onset_holds > onsets or words_doubted
 
 
 def test_an_early_end_is_taken_back_when_the_wearer_goes_on(assistant: Assistant, speak, tmp_path: Path) -> None:

@@ -184,3 +184,17 @@ def test_short_words_between_short_gaps_are_speech_not_coughs() -> None:
         p.resumed(t + 0.192)
         t += 0.392
     assert p._carried_ms == 0.0
+
+
+def test_asking_always_the_voice_is_there_when_the_words_cannot_tell_and_never_delays_a_finished_end() -> None:
+    # The doubtful hold asks Smart Turn at every pause: its answer holds the reply, not the end.
+    p = policy(eager=True, ask_always=True)
+    assert p.paused(0.0, 96, transcribing=True) is True  # asked beside the transcription
+    p.acoustic(0.05)  # a voice left hanging, known before the words
+    assert first_end(p, "What time is it?") == (224, "finished")  # still ended at once (held, not delayed)
+    p.started()
+    assert p.paused(0.0, 96, transcribing=True)
+    p.acoustic(0.9)
+    assert p.decide(256, "Set a timer").reason == "finished"  # the words cannot tell: no ask, no wait
+    assert policy(ask_always=True).ask_always  # plain combined asks anyway
+    assert not policy("punctuation", ask_always=True).ask_always  # no model to ask

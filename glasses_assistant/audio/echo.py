@@ -130,6 +130,10 @@ class ReferenceSink:
         :meth:`release`, and for at most ``at_most_s`` seconds whatever happens."""
         self.held_until = time.monotonic() + max(0.0, at_most_s)
 
+    def hold_at_least(self, seconds: float) -> None:
+        """Hold the next reply back for ``seconds`` from now, or longer if it is held longer already."""
+        self.held_until = max(self.held_until, time.monotonic() + max(0.0, seconds))
+
     def release(self) -> None:
         self.held_until = 0.0
 

@@ -135,6 +135,7 @@ ABLATIONS: list[tuple[str, dict[str, dict[str, Any]]]] = [
     ("llm on 1 thread", {"llm": {"threads": 1}}),
     ("the old system prompt", {"llm": {"system_prompt": OLD_SYSTEM_PROMPT}}),
     ("no doubtful hold", {"vad": {"hold_below": 0.0}}),  # what the chat LLM's end-of-words judgement costs
+    ("no voice doubt", {"vad": {"hold_voice_below": 0.0}}),  # what Smart Turn at every pause costs
     ("reply held for the take-back", {"vad": {"hold_reply": True}}),  # not a saving: what the hold costs
 ]
 # The end of turn before the end-of-turn policy (--vs-punctuation): the transcript's punctuation alone,

@@ -275,18 +275,31 @@ class TakeBack:
     hold_below: float = 0.0
     """``[vad] hold_below``: held so only while the chat LLM's end-of-words probability is below this;
     a trusted one is let go when the judgement comes, and one with none (not the chat's) is not held."""
+    voice_doubt: float = 0.0
+    """With ``hold_below``: held so also while Smart Turn's probability that the voice has finished is
+    below this (the policy's ``doubt``; 0: the voice is not asked)."""
+    onset_hold: bool = True
+    """The listener's onset hold: a voiced chunk heard in the window before the reply's first audio
+    holds it while the detector decides whether the wearer is speaking (``onset_s``), so a wearer
+    heard going on before the reply starts takes the turn back even if the detector says so later."""
 
     def heard_s(self, decided_s: float, last_word_s: float, end_p: float | None = None,
-                judged_s: float | None = None) -> float:
+                judged_s: float | None = None, voice_p: float | None = None, voiced_s: float = 0.0) -> float:
         """When the reply to a turn ended at ``decided_s`` is first heard (``end_p``: the words'
-        end-of-turn probability, known at ``judged_s``)."""
+        end-of-turn probability, known at ``judged_s``; ``voice_p``: Smart Turn's, known at ``voiced_s``)."""
         ready = decided_s + self.reply_s
         window = last_word_s + self.window_s + self.onset_s
-        if self.hold or (self.hold_below > 0 and end_p is not None and end_p < self.hold_below):
+        if self.hold:
             return max(ready, window)
-        if self.hold_below > 0 and end_p is not None and judged_s is not None:
-            return max(ready, min(window, judged_s))  # held until the judgement lets it go
-        return ready
+        if self.hold_below <= 0 or end_p is None:
+            return ready  # not held, or nothing judged (a tool's turn in the loop): not held
+        voice = self.voice_doubt > 0 and voice_p is not None
+        if end_p < self.hold_below or (voice and voice_p < self.voice_doubt):  # type: ignore[operator]
+            return max(ready, window)
+        if judged_s is None:
+            return ready
+        let_go = max(judged_s, voiced_s) if voice else judged_s
+        return max(ready, min(window, let_go))  # held until both judgements let it go
 
 
 def replay(rec: Record, policy: EndOfTurnPolicy, take_back: TakeBack | None = None) -> Outcome:
@@ -345,9 +358,13 @@ def replay(rec: Record, policy: EndOfTurnPolicy, take_back: TakeBack | None = No
                 resume = rec.resumes[min(later)] if later else None
                 last_word = t - silence * CHUNK_MS / 1000.0
                 judged = None if current is None else (current.chunk + 1) * CHUNK_MS / 1000.0 + current.end_p_s
-                heard = take_back.heard_s(moment, last_word, current.end_p if current else None, judged)
-                if resume is not None and resume - last_word <= take_back.window_s \
-                        and resume + take_back.onset_s <= heard:
+                voice_p, voiced = None, 0.0
+                if current is not None and policy.ask_always:
+                    voice_p, voiced = current.probability, (current.chunk + 1) * CHUNK_MS / 1000.0 + current.turn_s
+                heard = take_back.heard_s(moment, last_word, current.end_p if current else None, judged,
+                                          voice_p, voiced)
+                onset = 0.0 if take_back.onset_hold else take_back.onset_s
+                if resume is not None and resume - last_word <= take_back.window_s and resume + onset <= heard:
                     taken, skip_to = taken + 1, min(later)
                     break  # the wearer went on before the reply was heard: the turn goes on
                 held = heard - (moment + take_back.reply_s)
@@ -422,10 +439,11 @@ def score(records: list[Record], make: Callable[[], EndOfTurnPolicy],
     }
 
 
-def make_policy(name: str, config: Config, eager: bool = False) -> EndOfTurnPolicy:
+def make_policy(name: str, config: Config, eager: bool = False, ask_always: bool = False) -> EndOfTurnPolicy:
     v = config.vad
     return EndOfTurnPolicy(name, min_end_ms=v.min_end_silence_ms, end_silence_ms=v.end_silence_ms,
-                           patience_ms=v.patience_ms, threshold=v.turn_threshold, burst_ms=v.burst_ms, eager=eager)
+                           patience_ms=v.patience_ms, threshold=v.turn_threshold, burst_ms=v.burst_ms, eager=eager,
+                           ask_always=ask_always)
 
 
 def record_all(config: Config, per_voice: int | None, progress: Callable[[str], None]) -> list[Record]:
@@ -495,9 +513,15 @@ def run_turn_bench(config: Config, *, json_path: Path | None = None, per_voice: 
     report["policies"]["combined+take-back"] = score(records, eager, take_back)
     report["policies"]["take-back+hold"] = score(records, eager, replace(take_back, hold=True))
     report["hold_below"] = v.hold_below or VadConfig.hold_below  # off: the default's, to compare
-    report["policies"]["take-back+doubt"] = score(records, eager, replace(take_back, hold_below=report["hold_below"]))
-    report["default"] = ("take-back+hold" if v.hold_reply else "take-back+doubt" if v.hold_below > 0
-                         else "combined+take-back")
+    doubt = replace(take_back, hold_below=report["hold_below"])
+    report["hold_voice_below"] = v.hold_voice_below or VadConfig.hold_voice_below
+    voice = replace(doubt, voice_doubt=report["hold_voice_below"])
+    asking = partial(make_policy, "combined", config, True, True)  # Smart Turn at every pause, for the hold
+    report["policies"]["doubt: words"] = score(records, eager, doubt)
+    report["policies"]["doubt: words+voice"] = score(records, asking, voice)
+    report["policies"]["... no onset hold"] = score(records, asking, replace(voice, onset_hold=False))
+    report["default"] = ("take-back+hold" if v.hold_reply else "combined+take-back" if v.hold_below <= 0
+                         else "doubt: words+voice" if v.hold_voice_below > 0 else "doubt: words")
     progress(format_turn_table(report))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -518,8 +542,10 @@ def format_turn_table(report: dict[str, Any]) -> str:
         f"models at each pause (run together): speculative Whisper {ms(report['speculative_stt_ms_p50'])} ms p50, "
         f"Smart Turn {ms(report['smart_turn_ms_p50'])} ms p50",
         f"take-back: an early end is taken back if the wearer is heard going on within {report['reply_ms']} ms "
-        "(before the reply's first audio); hold: its reply waits for the take-back window; doubt: it waits only "
-        f"while the chat LLM's end-of-words probability is below {report.get('hold_below', '-')}",
+        "(before the reply's first audio; a voiced chunk then holds the reply while the detector decides, except "
+        "'no onset hold'); hold: its reply waits for the take-back window; doubt: it waits only while the chat "
+        f"LLM's end-of-words probability is below {report.get('hold_below', '-')} (words), or Smart Turn's is "
+        f"below {report.get('hold_voice_below', '-')} (voice); default: {report.get('default', '-')}",
         f"{'policy':<19} {'false cut-offs':>16} {'(finished)':>10} {'missed ends':>13} "
         f"{'wait finished p50/p95':>22} {'wait all p50/p95':>17} {'taken back':>10} {'held p50/p95':>13} "
         f"{'held (finished)':>15}",
