@@ -181,7 +181,8 @@ def test_the_wake_phrase_and_a_request_after_real_speech_is_answered(assistant: 
     traces = asyncio.run(assistant.serve(source, WavSink(tmp_path / "r.wav"), listen_mode="wake"))
     assert len(traces) == 1, [t.summary() for t in traces]
     heard = words(traces[0].transcript)
-    assert {"capital", "france"} <= set(heard) and "mycroft" not in heard
+    # No fragment of the phrase either: listening starts after it ("-croft" heard as "Minecraft").
+    assert {"capital", "france"} <= set(heard) and not any("croft" in w for w in heard), heard
     assert "paris" in words(traces[0].reply)
     assert stats.wake_rejected - rejected == 1 and len(stats.wake_check_s) - checks == 2
 

@@ -7,8 +7,8 @@ the listener hands the last 1.5 s of audio to the speech recogniser that is alre
 (Whisper tiny.en by default), which scores the wake phrase itself as the transcript of that audio:
 the mean log-probability of the phrase's tokens, decoded with the phrase forced ("Whisper with the
 phrase as prompt"). Said, "Hey Mycroft" mostly scores -1 to -4; of the real speech that fooled the
-detector in 7.2 hours (423 firings at its 0.1 cutoff), nothing scored above -5.53. The listener
-wakes only at or above the cutoff.
+detector in 7.2 hours (423 firings at its 0.1 cutoff, 763 at 0.05), nothing scored above -5.47
+(-5.65 checked at the detector's peak). The listener wakes only at or above the cutoff.
 
 Why a forced score rather than matching Whisper's own transcript: on the 1.5 s before the firing
 tiny.en writes the phrase as "Hey, my girl", "Hey, Nick Roth" or "Game of Groft", so a transcript
@@ -90,7 +90,7 @@ class PeakWatch:
 # misses fewest wake phrases with no false accept and half a point of score to spare over the
 # best-scoring false firing (hey_mycroft's was -5.53 at a 0.1 cutoff); strict keeps more margin;
 # loose misses fewer at the edge (hey_mycroft: still none in the 7.2 h; others up to 3). With the
-# check, hey_mycroft's detector cutoff comes down to 0.1: it then misses 9.3 % instead of 15.7 % at
+# check, hey_mycroft's detector cutoff came down to 0.1 (first run): it then missed 9.3 % instead of 15.7 % at
 # 0.3, and the 59 firings an hour on real speech are each one check (40-110 ms) while idle.
 # Peak (2026-12-03 run, README): a real-speech firing scores lower the surer the detector is at its
 # peak (best -5.65 below 0.5, -5.98 past it), while a cutoff as low as 0.05 catches quiet and distant

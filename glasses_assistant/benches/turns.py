@@ -520,6 +520,7 @@ def run_turn_bench(config: Config, *, json_path: Path | None = None, per_voice: 
     report["policies"]["doubt: words"] = score(records, eager, doubt)
     report["policies"]["doubt: words+voice"] = score(records, asking, voice)
     report["policies"]["... no onset hold"] = score(records, asking, replace(voice, onset_hold=False))
+    report["policies"]["words, no onset hold"] = score(records, eager, replace(doubt, onset_hold=False))  # stop 28's
     report["default"] = ("take-back+hold" if v.hold_reply else "combined+take-back" if v.hold_below <= 0
                          else "doubt: words+voice" if v.hold_voice_below > 0 else "doubt: words")
     progress(format_turn_table(report))
