@@ -31,4 +31,8 @@ def test_the_chat_llm_doubts_hanging_words_and_trusts_a_whole_question(assistant
     # The answer streams after a judgement of the same prompt (its KV cache reused) and is right.
     messages = [system, {"role": "user", "content": "What is the capital of France?"}]
     assert llm.end_probability(messages) == pytest.approx(whole, abs=0.05)
+    # In one pass: the answer's whole prompt (the template's end and the reply's start) is cached,
+    # so the answer samples at once instead of paying a pass of its own for those tokens.
+    _tokens, _end, prompt = llm._prompt_split(messages, whole=True)  # type: ignore[attr-defined]
+    assert prompt is not None and list(llm._llm.input_ids[: llm._llm.n_tokens]) == prompt  # type: ignore[attr-defined]
     assert "paris" in words(llm.stream(messages, lambda _piece: None, max_tokens=12))
