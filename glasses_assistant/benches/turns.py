@@ -293,12 +293,12 @@ class TakeBack:
             return max(ready, window)
         if self.hold_below <= 0 or end_p is None:
             return ready  # not held, or nothing judged (a tool's turn in the loop): not held
-        voice = self.voice_doubt > 0 and voice_p is not None
-        if end_p < self.hold_below or (voice and voice_p < self.voice_doubt):  # type: ignore[operator]
+        voice = voice_p if self.voice_doubt > 0 else None  # None: the voice is not asked
+        if end_p < self.hold_below or (voice is not None and voice < self.voice_doubt):
             return max(ready, window)
         if judged_s is None:
             return ready
-        let_go = max(judged_s, voiced_s) if voice else judged_s
+        let_go = judged_s if voice is None else max(judged_s, voiced_s)
         return max(ready, min(window, let_go))  # held until both judgements let it go
 
 

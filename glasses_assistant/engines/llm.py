@@ -354,12 +354,7 @@ class LlamaEngine:
         if not tokens:
             return 0
         llm = self._llm
-        cached = llm.input_ids[: llm.n_tokens]
-        common = 0
-        for a, b in zip(cached, tokens, strict=False):
-            if a != b:
-                break
-            common += 1
+        common = self._cached_prefix(tokens)
         if last_fresh:
             common = min(common, len(tokens) - 1)
         if common >= len(tokens):
@@ -394,12 +389,28 @@ class LlamaEngine:
         llm = self._llm
         if stop is not None and stop.is_set() or llm.n_tokens != len(tokens):
             return None
+        return self._probability(-1, end)
+
+    def _cached_prefix(self, tokens: list[int]) -> int:
+        """How many of ``tokens`` the KV cache already holds, from the start."""
+        llm = self._llm
+        common = 0
+        for a, b in zip(llm.input_ids[: llm.n_tokens], tokens, strict=False):
+            if a != b:
+                break
+            common += 1
+        return common
+
+    def _probability(self, row: int, token: int) -> float:
+        """The probability of ``token`` next, from the logits of the last decode's batch position
+        ``row`` (-1: its last)."""
         import numpy as np
 
-        logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)).astype(np.float64)
+        llm: Any = self._llm
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(row), shape=(llm.n_vocab(),)).astype(np.float64)
         logits -= logits.max()
         weights = np.exp(logits)
-        return float(weights[end] / weights.sum())
+        return float(weights[token] / weights.sum())
 
     def _eval_judged(self, whole: list[int], at: int, stop: CancelFlag | None) -> float | None:
         """:meth:`end_probability` in one pass: evaluate the answer's whole prompt (``whole``, the
@@ -408,15 +419,8 @@ class LlamaEngine:
         its prompt cached and samples at once, so the judgement costs no pass of its own (a pass is
         about 50 ms on two cores however few its tokens). None when it cannot be done so (too many
         tokens for one batch, stopped): the caller does it in two passes."""
-        import numpy as np
-
         llm: Any = self._llm
-        common = 0
-        for a, b in zip(llm.input_ids[: llm.n_tokens], whole, strict=False):
-            if a != b:
-                break
-            common += 1
-        common = min(common, at)  # the judged position is evaluated afresh, for its logits
+        common = min(self._cached_prefix(whole), at)  # the judged position is evaluated afresh, for its logits
         new = whole[common:]
         if not new or len(new) > llm.n_batch or (stop is not None and stop.is_set()):
             return None
@@ -428,11 +432,7 @@ class LlamaEngine:
         llm.input_ids[common:common + len(new)] = new
         llm.n_tokens = common + len(new)
         llm._requires_eval = False  # the last logits are live: an exact prompt hit samples from them
-        logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(at - common),
-                                       shape=(llm.n_vocab(),)).astype(np.float64)
-        logits -= logits.max()
-        weights = np.exp(logits)
-        return float(weights[whole[at + 1]] / weights.sum())
+        return self._probability(at - common, whole[at + 1])
 
     @overload
     def _prompt_split(self, messages: list[Message]) -> tuple[list[int], int | None]: ...
