@@ -43,7 +43,15 @@ import numpy as np
 
 from glasses_assistant.audio.io import read_wav, resample
 from glasses_assistant.audio.room import at_distance
-from glasses_assistant.audio.wake_verify import SENSITIVITIES, TUNING, WAKE_CHECK_MS, WRITTEN, WakeTuning, peak_after
+from glasses_assistant.audio.wake_verify import (
+    SENSITIVITIES,
+    TUNING,
+    WAKE_CHECK_MS,
+    WRITTEN,
+    WakeTuning,
+    firing_chunks,
+    peak_after,
+)
 from glasses_assistant.audio.wakeword import WAKE_PHRASES, WAKE_WORDS, WakeWordDetector
 from glasses_assistant.catalog import load_catalogue
 from glasses_assistant.config import TtsConfig, load_config
@@ -53,6 +61,7 @@ from glasses_assistant.engines.tts import PiperEngine
 RATE = 16_000
 CHUNK = 512
 REFRACTORY_S = 2.0
+REFRACTORY_CHUNKS = math.ceil(REFRACTORY_S * RATE / CHUNK)
 CUTOFFS = [0.97, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02]
 SCORES = [-10.0, -9.0, -8.0, -7.5, -7.0, -6.5, -6.0, -5.5, -5.0, -4.5]
 """Second-stage cutoffs swept (the phrase's mean token log-probability)."""
@@ -169,13 +178,7 @@ def probabilities(detector: WakeWordDetector, audio: np.ndarray) -> np.ndarray:
 
 def firings(probs: np.ndarray, cutoff: float) -> list[int]:
     """Chunks at which the detector fires at ``cutoff``, quiet for its refractory time after each."""
-    out, quiet_until = [], -1.0
-    for i in np.flatnonzero(probs > cutoff):
-        t = i * CHUNK / RATE
-        if t >= quiet_until:
-            out.append(int(i))
-            quiet_until = t + REFRACTORY_S
-    return out
+    return firing_chunks(probs.tolist(), cutoff, REFRACTORY_CHUNKS)
 
 
 def pre_roll(audio: np.ndarray, chunk: int) -> np.ndarray:

@@ -141,13 +141,21 @@ def wake_checks(probabilities: Sequence[float], t: WakeTuning, refractory_chunks
     chunk), and with which bar: (the chunk the pre-roll ends on, min_score) per firing. The model of
     the listener that the evaluation and the tests score a tuning with."""
     out: list[tuple[int, float]] = []
+    for i in firing_chunks(probabilities, t.cutoff, refractory_chunks):
+        j, top = peak_after(probabilities, i) if t.peak else (i, probabilities[i])
+        out.append((j, t.min_score_at(top)))
+    return out
+
+
+def firing_chunks(probabilities: Sequence[float], cutoff: float, refractory_chunks: int) -> list[int]:
+    """The chunks a detector with these per-chunk ``probabilities`` fires on at ``cutoff``: above it,
+    and quiet for ``refractory_chunks`` after each firing, as :class:`..wakeword.WakeWordDetector`."""
+    out: list[int] = []
     quiet_until = -1
     for i, p in enumerate(probabilities):
-        if p <= t.cutoff or i < quiet_until:
-            continue
-        quiet_until = i + refractory_chunks
-        j, top = peak_after(probabilities, i) if t.peak else (i, p)
-        out.append((j, t.min_score_at(top)))
+        if p > cutoff and i >= quiet_until:
+            out.append(i)
+            quiet_until = i + refractory_chunks
     return out
 
 
