@@ -124,11 +124,13 @@ class VadConfig:
     worker just before the preemptive answer (one pass through the model, about 30 ms here), so a
     question it trusts is not held. A turn the chat LLM would not answer (a tool, translation, the
     camera, a server) is neither judged nor held. 0: never held; 1: always, as ``hold_reply``."""
-    hold_voice_below: float = 0.2
+    hold_voice_below: float = 0.25
     """With ``hold_below``: a judged reply is held too while Smart Turn's probability that the voice
-    has finished is below this (it is then asked at every pause, beside the speculative Whisper): a
-    first half that reads as a whole question ("How far is it from London?" 0.97 to the chat LLM)
-    but was said as a phrase that goes on (0.07). 0: the voice is not asked for the hold."""
+    has finished is below this: a first half that reads as a whole question ("How far is it from
+    London?" 0.97 to the chat LLM) but was said as a phrase that goes on (0.20 heard at the first
+    silent chunk). With it Smart Turn is asked at every pause, already at the first silent chunk,
+    alone on the cores, and a voice it hears finished starts the pause (and the speculative Whisper)
+    at once. 0: the voice is not asked for the hold."""
 
     def __post_init__(self) -> None:
         _check(0.0 < self.threshold < 1.0, "--vad-threshold", "must be between 0 and 1", self.threshold)

@@ -110,6 +110,8 @@ class LoopStats:
     """The chat LLM's judgement at each early end that was held while it judged (``[vad] hold_below``)."""
     turn_model_calls: int = 0
     """Pauses the end-of-turn model was asked about (eager: only when the transcript could not tell)."""
+    early_pauses: int = 0
+    """Pauses started at the first silent chunk because Smart Turn already heard the voice finished."""
     load_s: dict[str, float] = field(default_factory=dict)
 
 

@@ -161,7 +161,7 @@ class EndOfTurnDetector:
             self._silence = 0
         else:
             self._silence += 1
-            if self._silence == self._pause and self._pause < self._end:
+            if self._silence == self._pause and self._pause < self._end and not self._paused:
                 self._paused = True
                 events.append(SpeechPaused(self._audio(), self._speech_end_t))
         if self._silence >= self._end:
@@ -190,9 +190,23 @@ class EndOfTurnDetector:
         return self._audio() if self.state == "speech" else np.zeros(0, np.float32)
 
     @property
+    def speech_end_t(self) -> float:
+        """Capture time of the last voiced chunk of the utterance in progress (what a pause reports)."""
+        return self._speech_end_t
+
+    @property
     def silence_chunks(self) -> int:
         """Chunks of silence since the wearer last spoke (0 while speaking or idle)."""
         return self._silence if self.state == "speech" else 0
+
+    def pause_now(self) -> list[SpeechPaused]:
+        """The pause starts now, before ``pause_ms`` of silence (the end-of-turn model already hears
+        a finished voice): its :class:`SpeechPaused`, or nothing when not in a pause that has not
+        been reported yet. The silence goes on counting as before."""
+        if self.state != "speech" or self._silence == 0 or self._paused or self._pause >= self._end:
+            return []
+        self._paused = True
+        return [SpeechPaused(self._audio(), self._speech_end_t)]
 
     def end_now(self, t_end: float) -> TurnEnded | None:
         """End the turn early (the transcript of the pause reads as finished).

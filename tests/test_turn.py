@@ -127,6 +127,24 @@ def test_end_now_only_during_a_pause() -> None:
     assert det.state == "idle" and det.end_now(13.0) is None
 
 
+def test_pause_now_starts_the_pause_once_before_pause_ms() -> None:
+    det = EndOfTurnDetector(min_speech_ms=32, pause_ms=96, end_silence_ms=800)
+    for i in range(10):
+        det.process(np.zeros(CHUNK, np.float32), True, float(i))
+    assert det.pause_now() == []  # speaking: no pause to start
+    assert det.process(np.zeros(CHUNK, np.float32), False, 10.0) == []
+    assert det.speech_end_t == 9.0
+    (paused,) = det.pause_now()  # Smart Turn heard the voice finished at the first silent chunk
+    assert isinstance(paused, SpeechPaused) and paused.speech_end_t == 9.0 and len(paused.audio) == 11 * CHUNK
+    assert det.pause_now() == []  # once
+    later = [e for i in (11, 12, 13) for e in det.process(np.zeros(CHUNK, np.float32), False, float(i))]
+    assert later == []  # pause_ms brings no second pause
+    assert det.silence_chunks == 4
+    (resumed,) = det.process(np.zeros(CHUNK, np.float32), True, 14.0)  # going on: resumed, as after any pause
+    assert isinstance(resumed, SpeechResumed)
+    assert det.end_now(14.0) is None  # speaking again: never cut
+
+
 @pytest.mark.parametrize(
     ("text", "finished"),
     [

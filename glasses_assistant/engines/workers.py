@@ -147,7 +147,8 @@ class Engines:
         if config.vad.end_policy not in ("combined", "smart-turn"):
             return
         try:
-            self.turn = SmartTurn(self._resolve("turn", config.vad.turn_model))
+            # Two threads: asked at a pause's first silent chunk, it has the cores to itself (listen.py).
+            self.turn = SmartTurn(self._resolve("turn", config.vad.turn_model), threads=2)
             self.turn.probability(np.zeros(16_000, np.float32))  # first run initialises onnxruntime
         except ModelError as err:
             self.turn = None
