@@ -46,7 +46,8 @@ from ..engines.llm import LlamaEngine
 from ..engines.stt import WhisperEngine
 from ..engines.voices import open_voice
 from ..errors import ConfigError
-from ..turn import EndOfTurnDetector, SpeechPaused, SpeechResumed, SpeechStarted, TurnEnded
+from ..listen import VOICE_ASK_CHUNKS
+from ..turn import EndOfTurnDetector, SpeechPaused, SpeechResumed, SpeechStarted, TurnEnded, TurnEvent
 from ..turn_policy import EndOfTurnPolicy
 
 # The comma marks where the wearer pauses: the voice then says the first half as a phrase that
@@ -215,25 +216,46 @@ def _text(stt: WhisperEngine, audio: np.ndarray) -> str:
 
 
 def front_end(utt: Utterance, vad: SileroVad, detector: EndOfTurnDetector, stt: WhisperEngine,
-              model: SmartTurn, judge: Callable[[str], float | None] | None = None) -> Record:
+              model: SmartTurn, judge: Callable[[str], float | None] | None = None,
+              early: float | None = None) -> Record:
     """Run one utterance through VAD, the detector and (at each pause) both models, then ``judge``
-    (the chat LLM's end-of-words probability) on the transcript, as the llm worker does after it."""
+    (the chat LLM's end-of-words probability) on the transcript, as the llm worker does after it.
+
+    ``early`` (Smart Turn's threshold): as the listener does when it asks the model at every pause,
+    ask it at the first silent chunk (:data:`~..listen.VOICE_ASK_CHUNKS`), alone, and start the
+    pause as soon as it answers "finished" (at or above ``early``); the pause's Whisper then runs
+    alone, and its times count from that chunk, the model's wait included."""
     vad.reset()
     detector.reset()
     rec = Record(utt)
     n = len(utt.audio) // CHUNK
+    asked: tuple[float, float, float, int] | None = None  # speech end, probability, seconds, chunk
     for i in range(n):
         samples = utt.audio[i * CHUNK:(i + 1) * CHUNK]
         t = (i + 1) * CHUNK_MS / 1000.0
         voiced = vad(samples) >= 0.5
-        for event in detector.process(samples, voiced, t):
+        events: list[TurnEvent] = list(detector.process(samples, voiced, t))
+        if early is not None and not events and detector.silence_chunks == VOICE_ASK_CHUNKS \
+                and (asked is None or asked[0] != detector.speech_end_t):
+            t0 = time.perf_counter()
+            p_early = model.probability(detector.utterance())
+            asked = (detector.speech_end_t, p_early, time.perf_counter() - t0, i)
+            if p_early >= early:
+                events = list(detector.pause_now())
+        for event in events:
             if isinstance(event, SpeechStarted):
                 rec.starts.append(i)
             elif isinstance(event, SpeechResumed):
                 rec.resumes[i] = event.t
             elif isinstance(event, SpeechPaused):
-                text, stt_s, p, turn_s = _both(partial(_text, stt, event.audio),
-                                               partial(model.probability, event.audio))
+                if asked is not None and asked[0] == event.speech_end_t:  # answered at the first silence
+                    t0 = time.perf_counter()
+                    text = _text(stt, event.audio)
+                    since = max(0.0, asked[2] - (i - asked[3]) * CHUNK_MS / 1000.0)  # its wait left
+                    stt_s, p, turn_s = since + time.perf_counter() - t0, asked[1], since
+                else:
+                    text, stt_s, p, turn_s = _both(partial(_text, stt, event.audio),
+                                                   partial(model.probability, event.audio))
                 end_p, end_p_s = None, 0.0
                 if judge is not None and text.strip():
                     t0 = time.perf_counter()
@@ -446,12 +468,15 @@ def make_policy(name: str, config: Config, eager: bool = False, ask_always: bool
                            ask_always=ask_always)
 
 
-def record_all(config: Config, per_voice: int | None, progress: Callable[[str], None]) -> list[Record]:
-    """Speak the corpus and run every utterance through the front end with the real models."""
+def record_all(config: Config, per_voice: int | None, progress: Callable[[str], None]
+               ) -> tuple[list[Record], list[Record]]:
+    """Speak the corpus and run every utterance through the front end with the real models: once as
+    the listener hears it when Smart Turn is asked only at the pause, once as it hears it when the
+    model is asked at every pause (from the first silent chunk; the ``ask_always`` policies)."""
     catalogue = load_catalogue(cache_dir=Path(config.models_dir).expanduser() if config.models_dir else None)
     vad = SileroVad(catalogue.resolve("vad", config.vad.model)[0])
     stt = WhisperEngine(catalogue.resolve("stt", config.stt.model)[0], config.stt)
-    model = SmartTurn(catalogue.resolve("turn", config.vad.turn_model)[0])
+    model = SmartTurn(catalogue.resolve("turn", config.vad.turn_model)[0], threads=2)  # as the loop's
     stt.transcribe(np.zeros(SAMPLE_RATE, np.float32))
     model.probability(np.zeros(SAMPLE_RATE, np.float32))
     progress("loading the chat LLM (its end-of-words judgement: [vad] hold_below)")
@@ -467,13 +492,16 @@ def record_all(config: Config, per_voice: int | None, progress: Callable[[str], 
     patience = max(v.patience_ms, v.end_silence_ms)
     detector = EndOfTurnDetector(min_speech_ms=v.min_speech_ms, pause_ms=v.pause_ms, end_silence_ms=patience,
                                  pre_roll_ms=v.pre_roll_ms, max_utterance_ms=int(v.max_utterance_s * 1000))
-    records = []
-    t0 = time.perf_counter()
-    for k, utt in enumerate(utterances, 1):
-        records.append(front_end(utt, vad, detector, stt, model, judge))
-        if k % 16 == 0 or k == len(utterances):
-            progress(f"front end: {k}/{len(utterances)} utterances ({time.perf_counter() - t0:.0f} s)")
-    return records
+    passes: list[list[Record]] = []
+    for name, early in (("front end", None), ("front end, Smart Turn at the first silence", v.turn_threshold)):
+        records: list[Record] = []
+        t0 = time.perf_counter()
+        for k, utt in enumerate(utterances, 1):
+            records.append(front_end(utt, vad, detector, stt, model, judge, early))
+            if k % 32 == 0 or k == len(utterances):
+                progress(f"{name}: {k}/{len(utterances)} utterances ({time.perf_counter() - t0:.0f} s)")
+        passes.append(records)
+    return passes[0], passes[1]
 
 
 def run_turn_bench(config: Config, *, json_path: Path | None = None, per_voice: int | None = None,
@@ -486,11 +514,13 @@ def run_turn_bench(config: Config, *, json_path: Path | None = None, per_voice: 
         try:
             earlier = json.loads(replay_path.read_text())
             records = [record_from_json(d) for d in earlier["records"]]
+            # A record from before the early pass: the ask-always policies replay the plain one.
+            asking_records = [record_from_json(d) for d in earlier.get("early_records", earlier["records"])]
             load_before = tuple(earlier.get("load_average", load_before))
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ConfigError(f"--replay {replay_path}: not a `bench --turns --json` report ({err})") from None
     else:
-        records = record_all(config, per_voice, progress)
+        records, asking_records = record_all(config, per_voice, progress)
     stt_s = [p.stt_s for r in records for p in r.pauses.values()]
     turn_s = [p.turn_s for r in records for p in r.pauses.values()]
     v = config.vad
@@ -505,6 +535,7 @@ def run_turn_bench(config: Config, *, json_path: Path | None = None, per_voice: 
         "policies": {name: score(records, partial(make_policy, name, config)) for name in POLICY_NAMES},
         "reply_ms": reply_ms,
         "records": [record_to_json(r) for r in records],
+        "early_records": [record_to_json(r) for r in asking_records],
     }
     # The shipped behaviour: the combined policy, eager (a finished transcript need not wait for the
     # model), and an early end taken back if the wearer goes on before the reply is heard.
@@ -518,8 +549,8 @@ def run_turn_bench(config: Config, *, json_path: Path | None = None, per_voice: 
     voice = replace(doubt, voice_doubt=report["hold_voice_below"])
     asking = partial(make_policy, "combined", config, True, True)  # Smart Turn at every pause, for the hold
     report["policies"]["doubt: words"] = score(records, eager, doubt)
-    report["policies"]["doubt: words+voice"] = score(records, asking, voice)
-    report["policies"]["... no onset hold"] = score(records, asking, replace(voice, onset_hold=False))
+    report["policies"]["doubt: words+voice"] = score(asking_records, asking, voice)
+    report["policies"]["... no onset hold"] = score(asking_records, asking, replace(voice, onset_hold=False))
     report["policies"]["words, no onset hold"] = score(records, eager, replace(doubt, onset_hold=False))  # stop 28's
     report["default"] = ("take-back+hold" if v.hold_reply else "combined+take-back" if v.hold_below <= 0
                          else "doubt: words+voice" if v.hold_voice_below > 0 else "doubt: words")
