@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -164,3 +167,18 @@ def test_the_onset_hold_takes_back_a_turn_the_wearer_goes_on_just_before_the_rep
     reply_s = 1.6 + 0.06 - end
     assert replay(rec, EndOfTurnPolicy("combined"), TakeBack(reply_s, 2.0, 0.12)).taken_back == 1
     assert replay(rec, EndOfTurnPolicy("combined"), TakeBack(reply_s, 2.0, 0.12, onset_hold=False)).taken_back == 0
+
+
+
+def test_a_saved_record_replays_and_one_from_before_the_early_pass_falls_back(tmp_path: Path) -> None:
+    from glasses_assistant.benches.turns import record_from_json, record_to_json, run_turn_bench
+    from glasses_assistant.config import load_config
+
+    rec = record(1.6, [(30, 19), (60, 60)], {32: Pause(32, "Set a timer.", 0.1, 0.9, 0.1, 0.6, 0.2)})
+    assert record_from_json(json.loads(json.dumps(record_to_json(rec)))).pauses[32] == rec.pauses[32]
+    saved = tmp_path / "turns.json"  # a report from before the second front-end pass: no early_records
+    saved.write_text(json.dumps({"records": [record_to_json(rec)], "load_average": [0.1, 0.1, 0.1]}))
+    report = run_turn_bench(load_config(), replay_path=saved, progress=lambda _line: None)
+    assert report["policies"]["punctuation"]["false_cutoffs"] == 1
+    assert report["policies"]["doubt: words+voice"]["paused"] == 1  # replayed on the one pass
+    assert len(report["early_records"]) == 1
