@@ -417,15 +417,26 @@ class LlamaEngine:
         template's end and the reply's start included) after its cached prefix, with the logits of
         position ``at`` (the question's last token) kept beside the last one's. The answer then finds
         its prompt cached and samples at once, so the judgement costs no pass of its own (a pass is
-        about 50 ms on two cores however few its tokens). None when it cannot be done so (too many
-        tokens for one batch, stopped): the caller does it in two passes."""
+        about 50 ms on two cores however few its tokens). More new tokens than one batch holds (the
+        history's window slid, so the prompt differs from its first exchange on) are evaluated in
+        batches first, as the answer's own evaluation would, the last one holding the judged
+        position. None when it cannot be done so (stopped, a judged position that far from the end):
+        the caller does it in two passes."""
         llm: Any = self._llm
         common = min(self._cached_prefix(whole), at)  # the judged position is evaluated afresh, for its logits
-        new = whole[common:]
-        if not new or len(new) > llm.n_batch or (stop is not None and stop.is_set()):
+        if not whole[common:] or (stop is not None and stop.is_set()):
+            return None
+        last = max(common, len(whole) - llm.n_batch)  # where the batch with the judged position starts
+        if last > at:
             return None
         llm._ctx.kv_cache_seq_rm(-1, common, -1)
         llm.n_tokens = common
+        if last > common:
+            llm.eval(whole[common:last])  # in n_batch pieces, as the answer's own evaluation
+            if stop is not None and stop.is_set():
+                return None
+            common = last
+        new = whole[common:]
         llm._batch.set_batch(batch=new, n_past=common, logits_all=False)
         llm._batch.batch.logits[at - common] = True  # and the last token's, as set_batch does
         llm._ctx.decode(llm._batch)
